@@ -1,0 +1,60 @@
+/*
+ * PCI bus 0 behind a host bridge using configuration mechanism #1 (ports 0xcf8 and 0xcfc).
+ * Devices own a 256-byte configuration space plus a mask of the bits the guest may write;
+ * BARs answer the standard size probe. The host bridge sits at 00:00.0.
+ */
+#ifndef KILN_PCI_H
+#define KILN_PCI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PCI_CONFIG_ADDRESS_PORT 0xcf8
+#define PCI_CONFIG_DATA_PORT 0xcfc
+#define PCI_MAX_SLOTS 32
+#define PCI_CONFIG_SIZE 256
+#define PCI_NUM_BARS 6
+
+struct pci_device;
+
+/* Called after the guest wrote config space (under the bus lock), e.g. to move a BAR. */
+typedef void (*pci_config_write_fn)(struct pci_device *dev, unsigned offset, unsigned len,
+                                    uint32_t value);
+
+struct pci_device {
+    uint8_t config[PCI_CONFIG_SIZE]; /* guest-visible; savable */
+    uint8_t wmask[PCI_CONFIG_SIZE];  /* bits the guest may change */
+    uint32_t bar_size[PCI_NUM_BARS]; /* 0 = BAR unused; sizes are powers of two */
+    pci_config_write_fn config_write;
+    void *opaque;
+};
+
+struct pci_bus {
+    pthread_mutex_t lock;
+    uint32_t config_address; /* last value written to 0xcf8 */
+    struct pci_device host_bridge;
+    struct pci_device *slots[PCI_MAX_SLOTS];
+};
+
+void pci_bus_init(struct pci_bus *bus);
+void pci_bus_destroy(struct pci_bus *bus);
+
+/* Fills in the header of a type-0 function: ids, class code, writable command/status bits. */
+void pci_device_init(struct pci_device *dev, uint16_t vendor_id, uint16_t device_id,
+                     uint32_t class_code, uint16_t subsys_vendor_id, uint16_t subsys_id);
+
+/* Declares BAR `index` as a 32-bit memory (or I/O) BAR of `size` bytes at `addr`. */
+int pci_device_set_bar(struct pci_device *dev, unsigned index, uint32_t addr, uint32_t size,
+                       bool is_io);
+
+/* Puts `dev` in the first free slot. Returns the slot number or -ENOSPC. */
+int pci_bus_add_device(struct pci_bus *bus, struct pci_device *dev);
+
+/* bus_io_fns: 0xcf8 (4 bytes, dword access only) and 0xcfc (4 bytes, any width). */
+void pci_config_address_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+                           bool is_write);
+void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+                        bool is_write);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * Power management registers of a hardware-reduced ACPI platform (ACPI 6.x §4.8.3.7): the
+ * sleep control and status registers and the reset register, all in one small port block
+ * that the FADT points at. Writing SLP_EN with the \_S5 sleep type powers the VM off;
+ * writing the reset value restarts it.
+ */
+#ifndef KILN_PM_H
+#define KILN_PM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PM_BASE 0x600
+#define PM_NR_PORTS 8
+#define PM_SLEEP_CONTROL 0 /* offset of the sleep control register */
+#define PM_SLEEP_STATUS 1  /* offset of the sleep status register */
+#define PM_RESET 4         /* offset of the reset register */
+#define PM_RESET_VALUE 0x01
+#define PM_S5_SLP_TYP 5 /* the sleep type kiln's \_S5 object returns */
+
+struct pm_state {
+    uint8_t sleep_status;
+};
+
+struct pm {
+    struct pm_state state;
+    void (*poweroff)(void *opaque);
+    void (*reset)(void *opaque);
+    void *opaque;
+};
+
+void pm_init(struct pm *pm, void (*poweroff)(void *), void (*reset)(void *), void *opaque);
+void pm_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+#endif

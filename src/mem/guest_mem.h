@@ -1,0 +1,54 @@
+/*
+ * Guest physical memory. This is the only path from a guest physical address to a host
+ * pointer: every lookup checks that the whole range lies inside one RAM region, with
+ * overflow-safe arithmetic, so guest-controlled addresses and lengths can be passed in as is.
+ */
+#ifndef KILN_GUEST_MEM_H
+#define KILN_GUEST_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GUEST_MEM_MAX_REGIONS 4
+
+struct guest_region {
+    uint64_t gpa;
+    uint64_t size;
+    uint8_t *hva;
+};
+
+struct guest_mem {
+    struct guest_region regions[GUEST_MEM_MAX_REGIONS];
+    unsigned nregions;
+    uint64_t ram_size;   /* bytes of RAM in all regions */
+    void *mapping;       /* the anonymous mapping that backs all regions, if we own one */
+    size_t mapping_size;
+};
+
+/*
+ * Maps `ram_size` bytes of anonymous memory (MAP_NORESERVE: pages are taken only when the
+ * guest touches them) and lays it out below `hole_start` and, for what does not fit, from
+ * `high_start` upwards. Returns 0 or a negative errno.
+ */
+int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_start,
+                    uint64_t high_start);
+void guest_mem_free(struct guest_mem *mem);
+
+/* Adds a region backed by caller-owned memory (used by unit tests and restore). */
+int guest_mem_add_region(struct guest_mem *mem, uint64_t gpa, uint64_t size, void *hva);
+
+/* Host pointer for [gpa, gpa + len), or NULL unless the whole range is RAM in one region. */
+void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+
+/* Copies to or from guest memory. Return 0, or -EFAULT if the range is not all RAM. */
+int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *buf, size_t len);
+int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, size_t len);
+
+/* True if [gpa, gpa + len) is RAM. */
+bool guest_mem_is_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+
+/* One past the highest RAM address. */
+uint64_t guest_mem_end(const struct guest_mem *mem);
+
+#endif

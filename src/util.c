@@ -1,0 +1,176 @@
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int verbosity = 1; /* process-wide logging setting, not VM state */
+
+void log_set_verbosity(int level)
+{
+    verbosity = level;
+}
+
+/*
+ * The terminal may be in raw mode while a guest runs, so every message ends in "\r\n":
+ * a bare "\n" would leave the cursor mid-line.
+ */
+static void log_vprint(const char *prefix, const char *fmt, va_list ap)
+{
+    char buf[1024];
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(buf))
+        n = sizeof(buf) - 1;
+    while (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    fprintf(stderr, "kiln: %s%s\r\n", prefix, buf);
+}
+
+#define DEFINE_LOG(name, prefix, min_level)                                                        \
+    void name(const char *fmt, ...)                                                                \
+    {                                                                                              \
+        if (verbosity < (min_level))                                                               \
+            return;                                                                                \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        log_vprint(prefix, fmt, ap);                                                               \
+        va_end(ap);                                                                                \
+    }
+
+DEFINE_LOG(log_error, "", 0)
+DEFINE_LOG(log_warn, "warning: ", 1)
+DEFINE_LOG(log_info, "", 1)
+DEFINE_LOG(log_debug, "debug: ", 2)
+
+bool ratelimit_allow(struct ratelimit *rl)
+{
+    time_t now = time(NULL);
+    if (now - rl->window_start >= (time_t)rl->interval_s) {
+        if (rl->suppressed)
+            log_warn("%lu similar messages suppressed", rl->suppressed);
+        rl->window_start = now;
+        rl->printed = 0;
+        rl->suppressed = 0;
+    }
+    if (rl->printed < rl->burst) {
+        rl->printed++;
+        return true;
+    }
+    rl->suppressed++;
+    return false;
+}
+
+int parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!text || !isdigit((unsigned char)text[0]))
+        return -EINVAL;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (*end != '\0')
+        return -EINVAL;
+    if (errno == ERANGE || v < min || v > max)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+int parse_size(const char *text, uint64_t *out)
+{
+    if (!text || !isdigit((unsigned char)text[0]))
+        return -EINVAL;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno == ERANGE)
+        return -ERANGE;
+    unsigned shift = 0;
+    switch (toupper((unsigned char)*end)) {
+    case '\0': break;
+    case 'K': shift = 10; break;
+    case 'M': shift = 20; break;
+    case 'G': shift = 30; break;
+    case 'T': shift = 40; break;
+    default: return -EINVAL;
+    }
+    if (*end != '\0') {
+        end++;
+        /* Accept "256M", "256MB", "256MiB". */
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (*end != '\0')
+            return -EINVAL;
+    }
+    if (shift && v > (UINT64_MAX >> shift))
+        return -ERANGE;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+int read_file(const char *path, uint8_t **data, size_t *size, size_t max_size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int ret = 0;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) < 0) {
+        ret = -errno;
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        ret = -EISDIR;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ret = -EINVAL;
+        goto out;
+    }
+    if ((uint64_t)st.st_size > max_size) {
+        ret = -EFBIG;
+        goto out;
+    }
+    buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+    if (!buf) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    size_t done = 0;
+    while (done < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            ret = -errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    *data = buf;
+    *size = done;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return ret;
+}
+
+uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}

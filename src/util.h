@@ -1,0 +1,48 @@
+/* Small helpers shared by every module: logging, sizes, checked arithmetic. */
+#ifndef KILN_UTIL_H
+#define KILN_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define KiB (1024ULL)
+#define MiB (1024ULL * KiB)
+#define GiB (1024ULL * MiB)
+
+#define ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
+
+/* Messages go to stderr prefixed with "kiln: " so they can be told apart from guest output. */
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_set_verbosity(int level); /* 0 quiet, 1 normal, 2 debug */
+
+/*
+ * Rate limiting for guest-triggered messages: a hostile guest must not be able to flood
+ * the host's log. Allows `burst` messages per `interval_s`, then counts the rest.
+ */
+struct ratelimit {
+    time_t window_start;
+    unsigned interval_s;
+    unsigned burst;
+    unsigned printed;
+    unsigned long suppressed;
+};
+#define RATELIMIT_INIT(interval, n) {.interval_s = (interval), .burst = (n)}
+bool ratelimit_allow(struct ratelimit *rl);
+
+/* Parses "256M", "4G", "512K", "1048576" (bytes). Returns 0 or -EINVAL / -ERANGE. */
+int parse_size(const char *text, uint64_t *out);
+/* Parses a decimal unsigned integer in [min, max]. Returns 0 or -EINVAL / -ERANGE. */
+int parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Reads a whole file into a malloc'd buffer. Returns 0 or a negative errno. */
+int read_file(const char *path, uint8_t **data, size_t *size, size_t max_size);
+
+uint64_t monotonic_ns(void);
+
+#endif
