@@ -1,1 +1,211 @@
-/* placeholder */
+/* `kiln run`: boot one VM in the foreground. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+
+#include "arch/x86/boot.h"
+#include "arch/x86/bzimage.h"
+#include "arch/x86/pvh.h"
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "cli/run_options.h"
+#include "util.h"
+#include "vmm/vm.h"
+
+#define MAX_KERNEL_SIZE (512 * MiB)
+#define MAX_INITRD_SIZE (2 * GiB)
+
+/* Paths of the default guest, filled when --kernel is absent. */
+struct default_guest {
+    char kernel[4096];
+    char initrd[4096];
+};
+
+static int default_guest_dir(char *buf, size_t len)
+{
+    const char *cache = getenv("KILN_CACHE");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    int n;
+    if (cache && *cache)
+        n = snprintf(buf, len, "%s/guest", cache);
+    else if (xdg && *xdg)
+        n = snprintf(buf, len, "%s/kiln/guest", xdg);
+    else
+        n = snprintf(buf, len, "%s/.cache/kiln/guest", home ? home : "/root");
+    return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+static int use_default_guest(struct vm_config *cfg, struct default_guest *dg)
+{
+    char dir[3800];
+    if (default_guest_dir(dir, sizeof(dir)) < 0)
+        return -ENAMETOOLONG;
+    snprintf(dg->kernel, sizeof(dg->kernel), "%s/vmlinuz", dir);
+    snprintf(dg->initrd, sizeof(dg->initrd), "%s/initramfs.cpio.gz", dir);
+    FILE *f = fopen(dg->kernel, "rb");
+    if (!f) {
+        log_error("no --kernel given and the default guest is not built (no %s); "
+                  "build it with guest/build-guest.sh",
+                  dg->kernel);
+        return -ENOENT;
+    }
+    fclose(f);
+    cfg->kernel_path = dg->kernel;
+    if (!cfg->initrd_path)
+        cfg->initrd_path = dg->initrd;
+    return 0;
+}
+
+static int load_file(const char *what, const char *path, size_t max, uint8_t **data, size_t *size)
+{
+    int ret = read_file(path, data, size, max);
+    if (ret == -EFBIG)
+        log_error("%s '%s': larger than %zu MiB", what, path, (size_t)(max / MiB));
+    else if (ret == -EINVAL)
+        log_error("%s '%s': not a regular file", what, path);
+    else if (ret < 0)
+        log_error("%s '%s': %s", what, path, strerror(-ret));
+    else if (*size == 0) {
+        log_error("%s '%s': file is empty", what, path);
+        free(*data);
+        ret = -ENOEXEC;
+    }
+    return ret;
+}
+
+/* Checks the kernel before KVM is touched, so a bad file is reported as such. */
+static int validate_kernel(const struct vm_config *cfg, const struct boot_images *img)
+{
+    enum kernel_format format = img->format;
+    if (format == KERNEL_FORMAT_AUTO)
+        format = x86_detect_kernel_format(img->kernel, img->kernel_size);
+    struct boot_error err = {{0}};
+    int ret = 0;
+    if (format == KERNEL_FORMAT_BZIMAGE) {
+        struct bzimage_info info;
+        ret = bzimage_parse(img->kernel, img->kernel_size, &info, &err);
+    } else if (format == KERNEL_FORMAT_ELF) {
+        struct elf_kernel_info info;
+        ret = elf_kernel_parse(img->kernel, img->kernel_size, &info, &err);
+    } else if (format == KERNEL_FORMAT_AUTO) {
+        snprintf(err.msg, sizeof(err.msg), "not a kernel kiln can boot (neither a bzImage nor an "
+                                           "ELF vmlinux; use --kernel-format raw for a flat "
+                                           "binary)");
+        ret = -ENOEXEC;
+    }
+    if (ret < 0)
+        log_error("kernel '%s': %s", cfg->kernel_path, err.msg);
+    return ret;
+}
+
+static int check_host_memory(const struct vm_config *cfg)
+{
+    struct sysinfo si;
+    if (sysinfo(&si) < 0)
+        return 0;
+    uint64_t host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+    if (cfg->memory > host) {
+        log_error("--memory %lluM: more than this host's %lluM of RAM and swap",
+                  (unsigned long long)(cfg->memory >> 20), (unsigned long long)(host >> 20));
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int exit_for_stop(enum vm_stop_reason reason)
+{
+    return reason == VM_STOP_FAILED ? KILN_EXIT_VM_FAILED : KILN_EXIT_OK;
+}
+
+static void warn_if_no_hw_virt(const struct boot_images *img)
+{
+    enum kernel_format f = img->format;
+    if (f == KERNEL_FORMAT_RAW || host_has_hw_virt() != 0)
+        return;
+    log_warn("this CPU reports no hardware virtualization (vmx/svm): /dev/kvm is likely "
+             "emulated and may not run a full Linux kernel");
+}
+
+static int run_vm(struct vm_config *cfg, struct boot_images *img)
+{
+    struct kvm kvm;
+    if (kvm_open(&kvm, cfg->kvm_path) < 0)
+        return KILN_EXIT_NO_KVM;
+    if (cfg->cpus > kvm.max_vcpus) {
+        log_error("--cpus %u: this host's KVM allows at most %u", cfg->cpus, kvm.max_vcpus);
+        kvm_close(&kvm);
+        return KILN_EXIT_USAGE;
+    }
+    warn_if_no_hw_virt(img);
+    struct vm *vm = calloc(1, sizeof(*vm));
+    if (!vm) {
+        kvm_close(&kvm);
+        return KILN_EXIT_RESOURCES;
+    }
+    int status;
+    int ret = vm_create(vm, cfg, &kvm, img);
+    if (ret < 0) {
+        if (ret == -ENOMEM)
+            log_error("cannot allocate %lluM of guest memory", (unsigned long long)(cfg->memory >> 20));
+        else
+            log_error("setting up the VM: %s", strerror(-ret));
+        status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_VM_FAILED;
+    } else {
+        enum vm_stop_reason reason = VM_STOP_NONE;
+        ret = vm_run(vm, &reason);
+        if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG)
+            status = KILN_EXIT_BAD_IMAGE;
+        else if (ret < 0)
+            status = KILN_EXIT_VM_FAILED;
+        else
+            status = exit_for_stop(reason);
+        log_debug("guest booted %u time(s), %llu unclaimed port and %llu MMIO accesses",
+                  vm->boots, (unsigned long long)vm->unhandled_pio,
+                  (unsigned long long)vm->unhandled_mmio);
+    }
+    vm_destroy(vm);
+    free(vm);
+    return status;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct vm_config cfg;
+    char err[256];
+    int ret = run_options_parse(argc, argv, &cfg, err, sizeof(err));
+    if (ret == RUN_OPTIONS_HELP) {
+        fputs(run_options_usage, stdout);
+        return KILN_EXIT_OK;
+    }
+    if (ret < 0) {
+        log_error("%s", err);
+        return KILN_EXIT_USAGE;
+    }
+    cfg.kvm_path = KVM_DEVICE_PATH;
+    struct default_guest dg;
+    if (!cfg.kernel_path && use_default_guest(&cfg, &dg) < 0)
+        return KILN_EXIT_USAGE;
+    if (check_host_memory(&cfg) < 0)
+        return KILN_EXIT_RESOURCES;
+
+    struct boot_images img = {.format = cfg.kernel_format, .cmdline = cfg.cmdline};
+    uint8_t *kernel = NULL, *initrd = NULL;
+    int status = KILN_EXIT_BAD_IMAGE;
+    if (load_file("kernel", cfg.kernel_path, MAX_KERNEL_SIZE, &kernel, &img.kernel_size) < 0)
+        goto out;
+    img.kernel = kernel;
+    if (cfg.initrd_path &&
+        load_file("initrd", cfg.initrd_path, MAX_INITRD_SIZE, &initrd, &img.initrd_size) < 0)
+        goto out;
+    img.initrd = initrd;
+    if (validate_kernel(&cfg, &img) < 0)
+        goto out;
+    status = run_vm(&cfg, &img);
+out:
+    free(kernel);
+    free(initrd);
+    return status;
+}

@@ -1,1 +1,179 @@
-/* placeholder */
+#include "cli/run_options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "arch/x86/layout.h"
+#include "util.h"
+
+const char run_options_usage[] =
+    "Usage: kiln run [OPTIONS]\n"
+    "\n"
+    "Boot a virtual machine in the foreground with its serial console on this terminal.\n"
+    "Without --kernel, boots the default guest built by guest/build-guest.sh.\n"
+    "\n"
+    "Guest:\n"
+    "  -k, --kernel FILE         kernel: a bzImage, an ELF vmlinux with a PVH note, or a raw\n"
+    "                            binary (see --kernel-format)\n"
+    "      --kernel-format FMT   auto (bzImage or ELF by magic number; the default), bzimage,\n"
+    "                            elf, or raw: a flat binary loaded at 0x100000 and entered\n"
+    "                            there in 64-bit mode (docs/ARCHITECTURE.md)\n"
+    "  -i, --initrd FILE         initial ramdisk\n"
+    "  -a, --cmdline TEXT        kernel command line (default: \"" VM_DEFAULT_CMDLINE "\")\n"
+    "\n"
+    "Machine:\n"
+    "  -m, --memory SIZE         guest RAM; suffix K, M, G or T (default 256M, at least 8M)\n"
+    "  -c, --cpus N              number of vCPUs (default 1, at most what KVM allows)\n"
+    "      --no-reboot           exit when the guest reboots instead of restarting it\n"
+    "\n"
+    "Console:\n"
+    "      --console-log FILE    also write the guest's console output to FILE\n"
+    "                            escapes: Ctrl-A x quits, Ctrl-A h helps,\n"
+    "                            Ctrl-A Ctrl-A sends a Ctrl-A\n"
+    "\n"
+    "Other:\n"
+    "  -v, --verbose             more messages (twice: debug, e.g. unclaimed I/O)\n"
+    "  -q, --quiet               errors only\n"
+    "  -h, --help                show this help\n"
+    "\n"
+    "Exit status:\n"
+    "  0  the guest powered off, or rebooted under --no-reboot, or you quit (Ctrl-A x)\n"
+    "  1  the VM failed while running (KVM error, guest crash); details on stderr\n"
+    "  2  bad command line (unknown option, bad value, no default guest)\n"
+    "  3  the kernel or initrd could not be used (missing, unreadable, not a kernel)\n"
+    "  4  KVM is unavailable (/dev/kvm missing or inaccessible, or lacks a feature)\n"
+    "  5  the host cannot provide the resources (memory, threads)\n"
+    "\n"
+    "Environment:\n"
+    "  KILN_CACHE                where the default guest lives (default\n"
+    "                            $XDG_CACHE_HOME/kiln or ~/.cache/kiln)\n";
+
+enum {
+    OPT_KERNEL_FORMAT = 0x100,
+    OPT_NO_REBOOT,
+    OPT_CONSOLE_LOG,
+};
+
+static const struct option run_long_options[] = {
+    {"kernel", required_argument, NULL, 'k'},
+    {"kernel-format", required_argument, NULL, OPT_KERNEL_FORMAT},
+    {"initrd", required_argument, NULL, 'i'},
+    {"cmdline", required_argument, NULL, 'a'},
+    {"append", required_argument, NULL, 'a'},
+    {"memory", required_argument, NULL, 'm'},
+    {"cpus", required_argument, NULL, 'c'},
+    {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
+    {"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static int parse_kernel_format(const char *s, enum kernel_format *out)
+{
+    static const struct {
+        const char *name;
+        enum kernel_format format;
+    } names[] = {
+        {"auto", KERNEL_FORMAT_AUTO},
+        {"bzimage", KERNEL_FORMAT_BZIMAGE},
+        {"elf", KERNEL_FORMAT_ELF},
+        {"pvh", KERNEL_FORMAT_ELF},
+        {"raw", KERNEL_FORMAT_RAW},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+        if (strcmp(s, names[i].name) == 0) {
+            *out = names[i].format;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbosity, char *err,
+                     size_t errlen)
+{
+    uint64_t v;
+    switch (opt) {
+    case 'k': cfg->kernel_path = arg; return 0;
+    case 'i': cfg->initrd_path = arg; return 0;
+    case 'a': cfg->cmdline = arg; return 0;
+    case OPT_CONSOLE_LOG: cfg->console_log = arg; return 0;
+    case OPT_NO_REBOOT: cfg->no_reboot = true; return 0;
+    case 'v': (*verbosity)++; return 0;
+    case 'q': *verbosity = 0; return 0;
+    case OPT_KERNEL_FORMAT:
+        if (parse_kernel_format(arg, &cfg->kernel_format) < 0)
+            return fail(err, errlen, "--kernel-format '%s': expected auto, bzimage, elf or raw",
+                        arg);
+        return 0;
+    case 'm':
+        if (parse_size(arg, &v) < 0)
+            return fail(err, errlen, "--memory '%s': expected a size such as 512M or 4G", arg);
+        if (v < X86_MIN_MEMORY)
+            return fail(err, errlen, "--memory %s: too small, kiln needs at least %lluM", arg,
+                        X86_MIN_MEMORY >> 20);
+        cfg->memory = v;
+        return 0;
+    case 'c':
+        if (parse_uint(arg, 1, VM_MAX_CPUS, &v) < 0)
+            return fail(err, errlen, "--cpus '%s': expected a number from 1 to %u", arg,
+                        VM_MAX_CPUS);
+        cfg->cpus = (unsigned)v;
+        return 0;
+    default:
+        return fail(err, errlen, "unknown option (see 'kiln run --help')");
+    }
+}
+
+int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
+{
+    *cfg = (struct vm_config){
+        .kernel_format = KERNEL_FORMAT_AUTO,
+        .cmdline = VM_DEFAULT_CMDLINE,
+        .memory = VM_DEFAULT_MEMORY,
+        .cpus = 1,
+    };
+    int verbosity = 1;
+    optind = 0; /* rescan from the start: glibc's full reinitialization */
+    opterr = 0; /* kiln prints its own one-line errors */
+    for (;;) {
+        int opt = getopt_long(argc, argv, "+k:i:a:m:c:vqh", run_long_options, NULL);
+        if (opt == -1)
+            break;
+        if (opt == 'h')
+            return RUN_OPTIONS_HELP;
+        if (opt == '?' || opt == ':') {
+            const char *bad = argv[optind - 1];
+            if (optopt && optopt < 0x100)
+                return fail(err, errlen, "option '-%c' %s (see 'kiln run --help')", optopt,
+                            strchr("kiamc", optopt) ? "needs a value" : "is unknown");
+            return fail(err, errlen, "option '%s' is unknown or needs a value "
+                                     "(see 'kiln run --help')", bad);
+        }
+        int ret = parse_one(opt, optarg, cfg, &verbosity, err, errlen);
+        if (ret < 0)
+            return ret;
+    }
+    if (optind < argc)
+        return fail(err, errlen, "unexpected argument '%s' (see 'kiln run --help')",
+                    argv[optind]);
+    log_set_verbosity(verbosity);
+    return 0;
+}

@@ -1,1 +1,422 @@
-/* placeholder */
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/layout.h"
+#include "arch/x86/regs.h"
+
+/* Where KVM keeps the real-mode TSS and identity map on Intel; inside the hole, above devices. */
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+#define KVM_TSS_ADDR 0xfffbd000ULL
+
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
+{
+    int expected = VM_STOP_NONE;
+    if (!atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason))
+        return;
+    for (unsigned i = 0; i < vm->ncpus; i++)
+        vcpu_kick(&vm->vcpus[i]);
+    uint64_t one = 1;
+    if (write(vm->stop_eventfd, &one, sizeof(one)) < 0) {
+        /* The counter cannot overflow from one write; nothing useful to do otherwise. */
+    }
+}
+
+static void vm_log_unhandled(struct vm *vm, const char *bus, uint64_t addr, uint32_t len,
+                             bool is_write)
+{
+    if (ratelimit_allow(&vm->unhandled_log))
+        log_debug("guest %s of %u bytes at unclaimed %s address 0x%llx (ignored)",
+                  is_write ? "write" : "read", len, bus, (unsigned long long)addr);
+}
+
+void vm_handle_pio(struct vm *vm, uint16_t port, uint8_t *data, uint32_t len, bool is_write)
+{
+    if (!bus_dispatch(&vm->pio_bus, port, data, len, is_write)) {
+        __atomic_add_fetch(&vm->unhandled_pio, 1, __ATOMIC_RELAXED);
+        vm_log_unhandled(vm, "port", port, len, is_write);
+    }
+}
+
+void vm_handle_mmio(struct vm *vm, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
+{
+    if (!bus_dispatch(&vm->mmio_bus, addr, data, len, is_write)) {
+        __atomic_add_fetch(&vm->unhandled_mmio, 1, __ATOMIC_RELAXED);
+        vm_log_unhandled(vm, "MMIO", addr, len, is_write);
+    }
+}
+
+/* irq_line backend: ISA and IOAPIC lines of the in-kernel irqchip. */
+static void vm_set_irq_level(void *ctx, unsigned gsi, bool level)
+{
+    struct vm *vm = ctx;
+    struct kvm_irq_level irq = {.irq = gsi, .level = level};
+    if (ioctl(vm->fd, KVM_IRQ_LINE, &irq) < 0 && ratelimit_allow(&vm->unhandled_log))
+        log_warn("KVM_IRQ_LINE %u: %s", gsi, strerror(errno));
+}
+
+static void vm_on_poweroff(void *opaque)
+{
+    vm_request_stop(opaque, VM_STOP_POWEROFF);
+}
+
+static void vm_on_reset(void *opaque)
+{
+    vm_request_stop(opaque, VM_STOP_RESET);
+}
+
+static void vm_on_uart_rx_ready(void *opaque)
+{
+    struct vm *vm = opaque;
+    uint64_t one = 1;
+    if (write(vm->rx_ready_fd, &one, sizeof(one)) < 0) {
+        /* eventfd full cannot happen with one-increments; a missed wake-up only delays input */
+    }
+}
+
+static time_t host_time(void)
+{
+    return time(NULL);
+}
+
+/* Devices that keep their guest-visible state across resets are built once, here. */
+static void vm_init_devices(struct vm *vm)
+{
+    struct irq_line com1_irq = {vm_set_irq_level, vm, SERIAL8250_COM1_IRQ};
+    serial8250_init(&vm->com1, &com1_irq);
+    vm->com1.output = console_output;
+    vm->com1.output_opaque = &vm->console;
+    vm->com1.rx_ready = vm_on_uart_rx_ready;
+    vm->com1.rx_ready_opaque = vm;
+    mc146818_init(&vm->rtc, host_time);
+    i8042_init(&vm->i8042, vm_on_reset, vm);
+    pci_bus_init(&vm->pci);
+    pm_init(&vm->pm, vm_on_poweroff, vm_on_reset, vm);
+}
+
+static int vm_register_devices(struct vm *vm)
+{
+    int ret = 0;
+    ret = ret ?: bus_register(&vm->pio_bus, SERIAL8250_COM1_BASE, SERIAL8250_NR_PORTS, "com1",
+                              serial8250_io, &vm->com1);
+    ret = ret ?: bus_register(&vm->pio_bus, MC146818_BASE, MC146818_NR_PORTS, "rtc",
+                              mc146818_io, &vm->rtc);
+    ret = ret ?: bus_register(&vm->pio_bus, I8042_DATA_PORT, 1, "i8042-data", i8042_data_io,
+                              &vm->i8042);
+    ret = ret ?: bus_register(&vm->pio_bus, I8042_CMD_PORT, 1, "i8042-cmd", i8042_cmd_io,
+                              &vm->i8042);
+    ret = ret ?: bus_register(&vm->pio_bus, PCI_CONFIG_ADDRESS_PORT, 4, "pci-address",
+                              pci_config_address_io, &vm->pci);
+    ret = ret ?: bus_register(&vm->pio_bus, PCI_CONFIG_DATA_PORT, 4, "pci-data",
+                              pci_config_data_io, &vm->pci);
+    ret = ret ?: bus_register(&vm->pio_bus, PM_BASE, PM_NR_PORTS, "acpi-pm", pm_io, &vm->pm);
+    return ret;
+}
+
+/* ---- console input: host terminal -> UART, with Ctrl-A commands filtered out ---- */
+
+static void vm_feed_console(struct vm *vm)
+{
+    struct console *con = &vm->console;
+    size_t done = serial8250_receive(&vm->com1, con->pending, con->pending_len);
+    memmove(con->pending, con->pending + done, con->pending_len - done);
+    con->pending_len -= done;
+    /* Read more only when everything read so far reached the guest: backpressure. */
+    if (!con->input_closed)
+        event_loop_modify(&vm->loop, con->in_fd, con->pending_len ? 0 : EPOLLIN);
+}
+
+static void vm_on_console_input(void *opaque, uint32_t events)
+{
+    struct vm *vm = opaque;
+    struct console *con = &vm->console;
+    uint8_t buf[256];
+    if (con->pending_len > CONSOLE_PENDING_MAX - sizeof(buf))
+        return; /* no room to filter into; rx_ready resumes reading */
+    ssize_t n = read(con->in_fd, buf, sizeof(buf));
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        /* End of input: the guest keeps running, as with a terminal left alone. */
+        con->input_closed = true;
+        event_loop_modify(&vm->loop, con->in_fd, 0);
+        return;
+    }
+    enum console_action action;
+    size_t len = console_filter_input(con, buf, (size_t)n, con->pending + con->pending_len, &action);
+    con->pending_len += len;
+    if (action == CONSOLE_ACTION_QUIT) {
+        vm_request_stop(vm, VM_STOP_QUIT);
+        return;
+    }
+    if (action == CONSOLE_ACTION_HELP)
+        console_print_help(con);
+    vm_feed_console(vm);
+    (void)events;
+}
+
+static void vm_on_rx_ready(void *opaque, uint32_t events)
+{
+    struct vm *vm = opaque;
+    uint64_t count;
+    if (read(vm->rx_ready_fd, &count, sizeof(count)) < 0)
+        return;
+    if (vm->console.pending_len)
+        vm_feed_console(vm);
+    (void)events;
+}
+
+static void vm_on_signal(void *opaque, uint32_t events)
+{
+    struct vm *vm = opaque;
+    struct signalfd_siginfo si;
+    if (read(vm->signal_fd, &si, sizeof(si)) != sizeof(si))
+        return;
+    log_info("received signal %u; stopping the VM", si.ssi_signo);
+    vm_request_stop(vm, VM_STOP_QUIT);
+    (void)events;
+}
+
+static void vm_on_stop(void *opaque, uint32_t events)
+{
+    struct vm *vm = opaque;
+    uint64_t count;
+    if (read(vm->stop_eventfd, &count, sizeof(count)) < 0) {
+        /* spurious wake-up; vm_run checks stop_reason */
+    }
+    (void)events;
+}
+
+static int vm_init_event_loop(struct vm *vm)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    /* Block these (and the vCPU kick signal) here; threads inherit the mask. */
+    sigset_t blocked = set;
+    sigaddset(&blocked, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &blocked, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    vm->rx_ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->signal_fd < 0 || vm->stop_eventfd < 0 || vm->rx_ready_fd < 0)
+        return -errno;
+    int ret = event_loop_init(&vm->loop);
+    ret = ret ?: event_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, vm_on_signal, vm);
+    ret = ret ?: event_loop_add(&vm->loop, vm->stop_eventfd, EPOLLIN, vm_on_stop, vm);
+    ret = ret ?: event_loop_add(&vm->loop, vm->rx_ready_fd, EPOLLIN, vm_on_rx_ready, vm);
+    if (ret < 0)
+        return ret;
+    /* epoll refuses regular files and /dev/null: such input has nothing to wait for. */
+    if (event_loop_add(&vm->loop, vm->console.in_fd, EPOLLIN, vm_on_console_input, vm) < 0)
+        vm->console.input_closed = true;
+    return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
+              const struct boot_images *images)
+{
+    memset(vm, 0, sizeof(*vm));
+    vm->config = config;
+    vm->images = images;
+    vm->kvm = *kvm;
+    kvm->fd = -1;
+    kvm->cpuid = NULL;
+    vm->fd = -1;
+    vm->signal_fd = vm->stop_eventfd = vm->rx_ready_fd = -1;
+    vm->loop.epfd = -1;
+    vm->ncpus = config->cpus;
+    vm->unhandled_log = (struct ratelimit)RATELIMIT_INIT(5, 10);
+    vm->start_ns = monotonic_ns();
+    bus_init(&vm->pio_bus, "pio");
+    bus_init(&vm->mmio_bus, "mmio");
+
+    int ret = guest_mem_alloc(&vm->mem, config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
+    if (ret < 0)
+        return ret;
+    vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+    if (!vm->vcpus)
+        return -ENOMEM;
+    for (unsigned i = 0; i < vm->ncpus; i++)
+        vm->vcpus[i].fd = -1;
+    ret = console_init(&vm->console, STDIN_FILENO, STDOUT_FILENO, config->console_log);
+    if (ret < 0) {
+        log_error("console log '%s': %s", config->console_log, strerror(-ret));
+        return ret;
+    }
+    vm_init_devices(vm);
+    ret = vm_register_devices(vm);
+    if (ret == 0)
+        ret = vm_init_event_loop(vm);
+    return ret;
+}
+
+static int vm_setup_kvm(struct vm *vm)
+{
+    vm->fd = ioctl(vm->kvm.fd, KVM_CREATE_VM, 0);
+    if (vm->fd < 0)
+        return -errno;
+    if (ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){KVM_IDENTITY_MAP_ADDR}) < 0 ||
+        ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0)
+        return -errno;
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        const struct guest_region *r = &vm->mem.regions[i];
+        struct kvm_userspace_memory_region slot = {
+            .slot = i,
+            .guest_phys_addr = r->gpa,
+            .memory_size = r->size,
+            .userspace_addr = (uintptr_t)r->hva,
+        };
+        if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+            return -errno;
+    }
+    if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0)
+        return -errno;
+    struct kvm_pit_config pit = {.flags = 0};
+    if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
+        return -errno;
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        int ret = vcpu_create(vm, &vm->vcpus[i], i);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int vm_load_guest(struct vm *vm)
+{
+    struct acpi_params acpi = {
+        .ncpus = vm->ncpus,
+        .pm_base = PM_BASE,
+        .ioapic_addr = (uint32_t)X86_IOAPIC_ADDR,
+        .lapic_addr = (uint32_t)X86_LAPIC_ADDR,
+        .pci_mmio_start = (uint32_t)X86_PCI_MMIO_START,
+        .pci_mmio_end = (uint32_t)X86_PCI_MMIO_END,
+    };
+    void *acpi_buf = guest_mem_ptr(&vm->mem, X86_ACPI_ADDR, X86_ACPI_SIZE);
+    if (!acpi_buf || acpi_build(acpi_buf, X86_ACPI_SIZE, X86_ACPI_ADDR, &acpi) < 0)
+        return -EFAULT;
+    int ret = x86_write_boot_tables(&vm->mem);
+    if (ret < 0)
+        return ret;
+    struct boot_images img = *vm->images;
+    img.rsdp_addr = X86_ACPI_ADDR;
+    struct x86_entry entry;
+    struct boot_error err = {{0}};
+    ret = x86_boot_load(&vm->mem, &img, &entry, &err);
+    if (ret < 0) {
+        log_error("kernel '%s': %s", vm->config->kernel_path, err.msg);
+        return ret;
+    }
+    return x86_vcpu_set_entry(vm->vcpus[0].fd, &entry);
+}
+
+static void vm_teardown_kvm(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->ncpus; i++)
+        vcpu_kick(&vm->vcpus[i]);
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        vcpu_join(&vm->vcpus[i]);
+        if (vm->vcpus[i].run || vm->vcpus[i].fd >= 0)
+            vcpu_destroy(&vm->vcpus[i]);
+    }
+    if (vm->fd >= 0)
+        close(vm->fd);
+    vm->fd = -1;
+}
+
+/* A reset: what RAM held is gone (fresh zero pages), devices return to power-on state. */
+static void vm_reset(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->mem.nregions; i++)
+        madvise(vm->mem.regions[i].hva, vm->mem.regions[i].size, MADV_DONTNEED);
+    serial8250_destroy(&vm->com1);
+    i8042_destroy(&vm->i8042);
+    pci_bus_destroy(&vm->pci);
+    struct mc146818_state rtc = vm->rtc.state; /* battery-backed: survives a reset */
+    mc146818_destroy(&vm->rtc);
+    vm_init_devices(vm);
+    vm->rtc.state = rtc;
+    atomic_store(&vm->stop_reason, VM_STOP_NONE);
+}
+
+static int vm_boot(struct vm *vm)
+{
+    int ret = vm_setup_kvm(vm);
+    if (ret < 0) {
+        log_error("creating the VM: %s", strerror(-ret));
+        return ret;
+    }
+    ret = vm_load_guest(vm);
+    if (ret < 0)
+        return ret;
+    vm->boots++;
+    console_enter_raw(&vm->console);
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        ret = vcpu_start(&vm->vcpus[i]);
+        if (ret < 0) {
+            log_error("starting vCPU %u: %s", i, strerror(-ret));
+            vm_request_stop(vm, VM_STOP_FAILED);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+int vm_run(struct vm *vm, enum vm_stop_reason *reason)
+{
+    for (;;) {
+        int ret = vm_boot(vm);
+        if (ret < 0) {
+            vm_teardown_kvm(vm);
+            return ret;
+        }
+        while (atomic_load(&vm->stop_reason) == VM_STOP_NONE)
+            event_loop_run_once(&vm->loop, -1);
+        vm_teardown_kvm(vm);
+        *reason = atomic_load(&vm->stop_reason);
+        if (*reason != VM_STOP_RESET || vm->config->no_reboot)
+            break;
+        log_debug("guest reset: rebooting");
+        vm_reset(vm);
+    }
+    console_restore(&vm->console);
+    return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+    vm_teardown_kvm(vm);
+    console_close(&vm->console);
+    event_loop_destroy(&vm->loop);
+    int fds[] = {vm->signal_fd, vm->stop_eventfd, vm->rx_ready_fd};
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    serial8250_destroy(&vm->com1);
+    mc146818_destroy(&vm->rtc);
+    i8042_destroy(&vm->i8042);
+    pci_bus_destroy(&vm->pci);
+    bus_destroy(&vm->pio_bus);
+    bus_destroy(&vm->mmio_bus);
+    free(vm->vcpus);
+    vm->vcpus = NULL;
+    guest_mem_free(&vm->mem);
+    kvm_close(&vm->kvm);
+}

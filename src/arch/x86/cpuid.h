@@ -1,0 +1,14 @@
+/* The CPUID a vCPU reports: what KVM supports, plus its own APIC ID and the VM's topology. */
+#ifndef KILN_CPUID_H
+#define KILN_CPUID_H
+
+struct kvm;
+struct kvm_cpuid2;
+
+/* Adjusts a copy of KVM's supported CPUID for vCPU `index` of `ncpus` (one core each). */
+void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus);
+
+/* Builds and installs the CPUID of one vCPU. Returns 0 or a negative errno. */
+int cpuid_configure_vcpu(const struct kvm *kvm, int vcpu_fd, unsigned index, unsigned ncpus);
+
+#endif

@@ -1,0 +1,14 @@
+/* kiln's exit statuses, documented in `kiln run --help` and the README. */
+#ifndef KILN_EXIT_CODES_H
+#define KILN_EXIT_CODES_H
+
+enum kiln_exit {
+    KILN_EXIT_OK = 0,
+    KILN_EXIT_VM_FAILED = 1,
+    KILN_EXIT_USAGE = 2,
+    KILN_EXIT_BAD_IMAGE = 3,
+    KILN_EXIT_NO_KVM = 4,
+    KILN_EXIT_RESOURCES = 5,
+};
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * The virtual machine: all of its state hangs off one struct vm, passed explicitly. No
+ * file-scope state anywhere, so a VM can be paused, saved and rebuilt as data.
+ */
+#ifndef KILN_VM_H
+#define KILN_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "console/console.h"
+#include "hw/i8042.h"
+#include "hw/mc146818.h"
+#include "hw/pci.h"
+#include "hw/pm.h"
+#include "hw/serial8250.h"
+#include "mem/guest_mem.h"
+#include "util.h"
+#include "vmm/bus.h"
+#include "vmm/event_loop.h"
+#include "vmm/kvm.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm_config.h"
+
+/* Why the VM stopped running; the first request wins. */
+enum vm_stop_reason {
+    VM_STOP_NONE = 0,
+    VM_STOP_POWEROFF, /* guest powered off */
+    VM_STOP_RESET,    /* guest asked for a reset (reboot) */
+    VM_STOP_QUIT,     /* the user quit (Ctrl-A x, SIGTERM, SIGINT) */
+    VM_STOP_FAILED,   /* KVM or the VMM failed; the message was logged */
+};
+
+struct boot_images;
+
+struct vm {
+    const struct vm_config *config;
+    const struct boot_images *images; /* kernel, initrd and command line, loaded at each boot */
+    struct kvm kvm;
+    int fd;
+    struct guest_mem mem;
+    struct bus pio_bus;
+    struct bus mmio_bus;
+    struct vcpu *vcpus;
+    unsigned ncpus;
+
+    struct serial8250 com1;
+    struct mc146818 rtc;
+    struct i8042 i8042;
+    struct pci_bus pci;
+    struct pm pm;
+    struct console console;
+
+    struct event_loop loop;
+    int signal_fd;    /* SIGINT, SIGTERM, SIGHUP: the user wants the VM gone */
+    int rx_ready_fd;  /* the UART drained its receive FIFO: feed it pending input */
+    int stop_eventfd; /* written when a stop is requested, wakes the main loop */
+    _Atomic int stop_reason;
+    unsigned boots;   /* how many times the guest was started (resets included) */
+
+    uint64_t unhandled_pio;
+    uint64_t unhandled_mmio;
+    struct ratelimit unhandled_log;
+    uint64_t start_ns;
+};
+
+/*
+ * Builds what lives across guest resets: memory, devices, console, event loop. `kvm` must
+ * be open already (its ownership passes to the VM). Returns 0 or a negative errno.
+ */
+int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
+              const struct boot_images *images);
+/*
+ * Boots the guest and runs it until it powers off, fails or the user quits; a guest reset
+ * reboots it in place unless config->no_reboot. -ENOEXEC and friends mean the kernel could
+ * not be loaded (already logged).
+ */
+int vm_run(struct vm *vm, enum vm_stop_reason *reason);
+void vm_destroy(struct vm *vm);
+
+/* Asks every vCPU to stop; safe from any thread, including vCPU threads and device code. */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
+
+/* Port and MMIO exits from vCPU threads. */
+void vm_handle_pio(struct vm *vm, uint16_t port, uint8_t *data, uint32_t len, bool is_write);
+void vm_handle_mmio(struct vm *vm, uint64_t addr, uint8_t *data, uint32_t len, bool is_write);
+
+#endif
