@@ -154,18 +154,20 @@ int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, s
     optind = 0; /* rescan from the start: glibc's full reinitialization */
     opterr = 0; /* kiln prints its own one-line errors */
     for (;;) {
-        int opt = getopt_long(argc, argv, "+k:i:a:m:c:vqh", run_long_options, NULL);
+        int opt = getopt_long(argc, argv, "+:k:i:a:m:c:vqh", run_long_options, NULL);
         if (opt == -1)
             break;
         if (opt == 'h')
             return RUN_OPTIONS_HELP;
-        if (opt == '?' || opt == ':') {
-            const char *bad = argv[optind - 1];
-            if (optopt && optopt < 0x100)
-                return fail(err, errlen, "option '-%c' %s (see 'kiln run --help')", optopt,
-                            strchr("kiamc", optopt) ? "needs a value" : "is unknown");
-            return fail(err, errlen, "option '%s' is unknown or needs a value "
-                                     "(see 'kiln run --help')", bad);
+        if (opt == ':')
+            return fail(err, errlen, "option '%s' needs a value (see 'kiln run --help')",
+                        argv[optind - 1]);
+        if (opt == '?') {
+            if (optopt)
+                return fail(err, errlen, "option '-%c' is unknown (see 'kiln run --help')",
+                            optopt);
+            return fail(err, errlen, "option '%s' is unknown (see 'kiln run --help')",
+                        argv[optind - 1]);
         }
         int ret = parse_one(opt, optarg, cfg, &verbosity, err, errlen);
         if (ret < 0)

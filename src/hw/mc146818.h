@@ -16,10 +16,10 @@
 
 /* Guest-visible state: plain data, savable. */
 struct mc146818_state {
-    uint8_t index;                     /* last value written to port 0x70 (low 7 bits) */
-    uint8_t nmi_disabled;              /* bit 7 of port 0x70 */
-    uint8_t cmos[MC146818_CMOS_SIZE];  /* registers A-D and NVRAM; time bytes are computed */
-    int64_t offset_s;                  /* guest time minus host time, in seconds */
+    uint8_t index;                    /* last value written to port 0x70 (low 7 bits) */
+    uint8_t nmi_disabled;             /* bit 7 of port 0x70 */
+    uint8_t cmos[MC146818_CMOS_SIZE]; /* registers A-D and NVRAM; time bytes are computed */
+    int64_t offset_s;                 /* guest time minus host time, in seconds */
 };
 
 struct mc146818 {

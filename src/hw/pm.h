@@ -7,8 +7,11 @@
 #ifndef KILN_PM_H
 #define KILN_PM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "util.h" /* struct ratelimit */
 
 #define PM_BASE 0x600
 #define PM_NR_PORTS 8
@@ -18,18 +21,28 @@
 #define PM_RESET_VALUE 0x01
 #define PM_S5_SLP_TYP 5 /* the sleep type kiln's \_S5 object returns */
 
+/* Register bits, ACPI 6.4 §4.8.3.7 */
+#define PM_SLP_EN 0x20     /* sleep control: enter the sleep state in SLP_TYP */
+#define PM_SLP_TYP_SHIFT 2 /* sleep control bits 4:2 */
+#define PM_SLP_TYP_MASK 0x07
+#define PM_WAK_STS 0x80 /* sleep status: woke up; write 1 to clear */
+
 struct pm_state {
     uint8_t sleep_status;
 };
 
 struct pm {
     struct pm_state state;
+    pthread_mutex_t lock;      /* guards state and sleep_rl: any vCPU may write */
+    struct ratelimit sleep_rl; /* warnings about sleep states kiln does not have */
     void (*poweroff)(void *opaque);
     void (*reset)(void *opaque);
     void *opaque;
 };
 
 void pm_init(struct pm *pm, void (*poweroff)(void *), void (*reset)(void *), void *opaque);
+void pm_destroy(struct pm *pm);
+/* bus_io_fn for the PM_NR_PORTS ports at PM_BASE; wider accesses act byte by byte. */
 void pm_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
 #endif

@@ -29,7 +29,8 @@ struct serial8250_state {
     uint8_t dll;
     uint8_t dlm;
     uint8_t fcr;
-    uint8_t thr_ipending; /* THR-empty interrupt pending: set when THR empties, cleared by IIR read/THR write */
+    /* THR-empty interrupt pending: set when THR empties, cleared by IIR read or THR write. */
+    uint8_t thr_ipending;
     uint8_t rx_fifo[SERIAL8250_FIFO_SIZE];
     uint8_t rx_head;
     uint8_t rx_count;
@@ -40,10 +41,18 @@ struct serial8250 {
     pthread_mutex_t lock;
     struct irq_line irq;
     bool irq_level; /* last level driven on the line, to signal only changes */
-    /* Called with each byte the guest transmits (under the device lock). */
+    /*
+     * Called with each byte the guest transmits, under the device lock, so it must not call
+     * back into the UART. Not called in loopback mode. serial8250_init leaves these hooks
+     * alone: set them on a zeroed struct, before or after init.
+     */
     void (*output)(void *opaque, const uint8_t *buf, size_t len);
     void *output_opaque;
-    /* Called when the receive FIFO drains, so the host side can feed more input. */
+    /*
+     * Called when the guest empties the receive FIFO (by reading it, resetting it, or leaving
+     * loopback), so the host side can feed more input. Called without the device lock held,
+     * from the vCPU thread: it must not block, but it may call serial8250_receive().
+     */
     void (*rx_ready)(void *opaque);
     void *rx_ready_opaque;
 };
@@ -57,7 +66,7 @@ void serial8250_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, b
 /* Queues host input for the guest. Returns how many bytes fitted in the FIFO. */
 size_t serial8250_receive(struct serial8250 *uart, const uint8_t *buf, size_t len);
 
-/* Free space in the receive FIFO. */
+/* Free space in the receive FIFO (0 in loopback mode, where the input is disconnected). */
 size_t serial8250_rx_room(struct serial8250 *uart);
 
 #endif

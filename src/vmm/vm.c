@@ -413,6 +413,7 @@ void vm_destroy(struct vm *vm)
     mc146818_destroy(&vm->rtc);
     i8042_destroy(&vm->i8042);
     pci_bus_destroy(&vm->pci);
+    pm_destroy(&vm->pm);
     bus_destroy(&vm->pio_bus);
     bus_destroy(&vm->mmio_bus);
     free(vm->vcpus);
