@@ -48,7 +48,8 @@ static void log_vprint(const char *prefix, const char *fmt, va_list ap)
 DEFINE_LOG(log_error, "", 0)
 DEFINE_LOG(log_warn, "warning: ", 1)
 DEFINE_LOG(log_info, "", 1)
-DEFINE_LOG(log_debug, "debug: ", 2)
+DEFINE_LOG(log_verbose, "", 2)
+DEFINE_LOG(log_debug, "debug: ", 3)
 
 bool ratelimit_allow(struct ratelimit *rl)
 {
@@ -173,4 +174,20 @@ uint64_t monotonic_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t peak_rss_kib(void)
+{
+    /* VmHWM belongs to the current address space only, unlike getrusage's ru_maxrss, which
+     * also remembers the image that exec replaced. */
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    unsigned long long kib = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %llu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
 }

@@ -18,8 +18,9 @@
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_set_verbosity(int level); /* 0 quiet, 1 normal, 2 debug */
+void log_set_verbosity(int level); /* 0 quiet, 1 normal, 2 verbose, 3 debug */
 
 /*
  * Rate limiting for guest-triggered messages: a hostile guest must not be able to flood
@@ -44,5 +45,8 @@ int parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out);
 int read_file(const char *path, uint8_t **data, size_t *size, size_t max_size);
 
 uint64_t monotonic_ns(void);
+
+/* This process's peak resident set (VmHWM) in KiB, or 0 if unknown. */
+uint64_t peak_rss_kib(void);
 
 #endif

@@ -71,6 +71,7 @@ static int load_file(const char *what, const char *path, size_t max, uint8_t **d
     else if (*size == 0) {
         log_error("%s '%s': file is empty", what, path);
         free(*data);
+        *data = NULL;
         ret = -ENOEXEC;
     }
     return ret;
@@ -162,9 +163,11 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img)
             status = KILN_EXIT_VM_FAILED;
         else
             status = exit_for_stop(reason);
-        log_debug("guest booted %u time(s), %llu unclaimed port and %llu MMIO accesses",
-                  vm->boots, (unsigned long long)vm->unhandled_pio,
-                  (unsigned long long)vm->unhandled_mmio);
+        log_verbose("VM ran %.3f s, booted %u time(s); %llu unclaimed port and %llu MMIO "
+                    "accesses; peak RSS %llu KiB",
+                    (double)(monotonic_ns() - vm->start_ns) / 1e9, vm->boots,
+                    (unsigned long long)vm->unhandled_pio, (unsigned long long)vm->unhandled_mmio,
+                    (unsigned long long)peak_rss_kib());
     }
     vm_destroy(vm);
     free(vm);

@@ -109,7 +109,7 @@ static void vcpu_handle_exit(struct vcpu *vcpu)
         break;
     case KVM_EXIT_SHUTDOWN:
         /* A triple fault: real hardware resets, and so does kiln. */
-        log_warn("vCPU %u: guest triple-faulted; resetting the VM", vcpu->index);
+        log_warn("vCPU %u: guest triple-faulted (a reset, as on real hardware)", vcpu->index);
         vm_request_stop(vcpu->vm, VM_STOP_RESET);
         break;
     case KVM_EXIT_SYSTEM_EVENT:

@@ -106,6 +106,15 @@ static void vm_init_devices(struct vm *vm)
     pm_init(&vm->pm, vm_on_poweroff, vm_on_reset, vm);
 }
 
+static void vm_destroy_devices(struct vm *vm)
+{
+    serial8250_destroy(&vm->com1);
+    mc146818_destroy(&vm->rtc);
+    i8042_destroy(&vm->i8042);
+    pci_bus_destroy(&vm->pci);
+    pm_destroy(&vm->pm);
+}
+
 static int vm_register_devices(struct vm *vm)
 {
     int ret = 0;
@@ -346,11 +355,8 @@ static void vm_reset(struct vm *vm)
 {
     for (unsigned i = 0; i < vm->mem.nregions; i++)
         madvise(vm->mem.regions[i].hva, vm->mem.regions[i].size, MADV_DONTNEED);
-    serial8250_destroy(&vm->com1);
-    i8042_destroy(&vm->i8042);
-    pci_bus_destroy(&vm->pci);
     struct mc146818_state rtc = vm->rtc.state; /* battery-backed: survives a reset */
-    mc146818_destroy(&vm->rtc);
+    vm_destroy_devices(vm);
     vm_init_devices(vm);
     vm->rtc.state = rtc;
     atomic_store(&vm->stop_reason, VM_STOP_NONE);
@@ -409,11 +415,7 @@ void vm_destroy(struct vm *vm)
     for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    serial8250_destroy(&vm->com1);
-    mc146818_destroy(&vm->rtc);
-    i8042_destroy(&vm->i8042);
-    pci_bus_destroy(&vm->pci);
-    pm_destroy(&vm->pm);
+    vm_destroy_devices(vm);
     bus_destroy(&vm->pio_bus);
     bus_destroy(&vm->mmio_bus);
     free(vm->vcpus);

@@ -1,0 +1,28 @@
+#!/bin/bash
+# setup.sh: install what kiln needs to build, test and boot its guests on Debian 12, then
+# configure the build directories. Safe to re-run.
+#   build/       the normal build (-O2 -g)
+#   build-asan/  the same with AddressSanitizer + UndefinedBehaviorSanitizer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: compiler, meson/ninja, pkg-config. Tests: cmocka, iasl/acpiexec (ACPI checks).
+# Guests: busybox-static, kernel packages unpacked with dpkg-deb, lz4 (cloud kernel payload),
+# cpio/kmod for the initramfs. Stock-KVM host: QEMU.
+PACKAGES=(gcc libc6-dev make meson ninja-build pkg-config libcmocka-dev acpica-tools
+          binutils python3 busybox-static lz4 xz-utils cpio kmod qemu-system-x86 util-linux)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    SUDO=; [[ $(id -u) == 0 ]] || SUDO=sudo
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+[[ -f build/build.ninja ]] || meson setup build
+[[ -f build-asan/build.ninja ]] ||
+    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
