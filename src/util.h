@@ -12,7 +12,7 @@
 #define MiB (1024ULL * KiB)
 #define GiB (1024ULL * MiB)
 
-#define ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
+#define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((__typeof__(x))(a)-1))
 
 /* Messages go to stderr prefixed with "kiln: " so they can be told apart from guest output. */
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -33,7 +33,10 @@ struct ratelimit {
     unsigned printed;
     unsigned long suppressed;
 };
-#define RATELIMIT_INIT(interval, n) {.interval_s = (interval), .burst = (n)}
+#define RATELIMIT_INIT(interval, n)                                                                \
+    {                                                                                              \
+        .interval_s = (interval), .burst = (n)                                                     \
+    }
 bool ratelimit_allow(struct ratelimit *rl);
 
 /* Parses "256M", "4G", "512K", "1048576" (bytes). Returns 0 or -EINVAL / -ERANGE. */

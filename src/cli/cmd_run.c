@@ -92,9 +92,10 @@ static int validate_kernel(const struct vm_config *cfg, const struct boot_images
         struct elf_kernel_info info;
         ret = elf_kernel_parse(img->kernel, img->kernel_size, &info, &err);
     } else if (format == KERNEL_FORMAT_AUTO) {
-        snprintf(err.msg, sizeof(err.msg), "not a kernel kiln can boot (neither a bzImage nor an "
-                                           "ELF vmlinux; use --kernel-format raw for a flat "
-                                           "binary)");
+        snprintf(err.msg, sizeof(err.msg),
+                 "not a kernel kiln can boot (neither a bzImage nor an "
+                 "ELF vmlinux; use --kernel-format raw for a flat "
+                 "binary)");
         ret = -ENOEXEC;
     }
     if (ret < 0)
@@ -150,7 +151,8 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img)
     int ret = vm_create(vm, cfg, &kvm, img);
     if (ret < 0) {
         if (ret == -ENOMEM)
-            log_error("cannot allocate %lluM of guest memory", (unsigned long long)(cfg->memory >> 20));
+            log_error("cannot allocate %lluM of guest memory",
+                      (unsigned long long)(cfg->memory >> 20));
         else
             log_error("setting up the VM: %s", strerror(-ret));
         status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_VM_FAILED;

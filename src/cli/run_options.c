@@ -92,10 +92,8 @@ static int parse_kernel_format(const char *s, enum kernel_format *out)
         const char *name;
         enum kernel_format format;
     } names[] = {
-        {"auto", KERNEL_FORMAT_AUTO},
-        {"bzimage", KERNEL_FORMAT_BZIMAGE},
-        {"elf", KERNEL_FORMAT_ELF},
-        {"pvh", KERNEL_FORMAT_ELF},
+        {"auto", KERNEL_FORMAT_AUTO}, {"bzimage", KERNEL_FORMAT_BZIMAGE},
+        {"elf", KERNEL_FORMAT_ELF},   {"pvh", KERNEL_FORMAT_ELF},
         {"raw", KERNEL_FORMAT_RAW},
     };
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
@@ -112,13 +110,27 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
 {
     uint64_t v;
     switch (opt) {
-    case 'k': cfg->kernel_path = arg; return 0;
-    case 'i': cfg->initrd_path = arg; return 0;
-    case 'a': cfg->cmdline = arg; return 0;
-    case OPT_CONSOLE_LOG: cfg->console_log = arg; return 0;
-    case OPT_NO_REBOOT: cfg->no_reboot = true; return 0;
-    case 'v': (*verbosity)++; return 0;
-    case 'q': *verbosity = 0; return 0;
+    case 'k':
+        cfg->kernel_path = arg;
+        return 0;
+    case 'i':
+        cfg->initrd_path = arg;
+        return 0;
+    case 'a':
+        cfg->cmdline = arg;
+        return 0;
+    case OPT_CONSOLE_LOG:
+        cfg->console_log = arg;
+        return 0;
+    case OPT_NO_REBOOT:
+        cfg->no_reboot = true;
+        return 0;
+    case 'v':
+        (*verbosity)++;
+        return 0;
+    case 'q':
+        *verbosity = 0;
+        return 0;
     case OPT_KERNEL_FORMAT:
         if (parse_kernel_format(arg, &cfg->kernel_format) < 0)
             return fail(err, errlen, "--kernel-format '%s': expected auto, bzimage, elf or raw",
@@ -165,8 +177,7 @@ int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, s
                         argv[optind - 1]);
         if (opt == '?') {
             if (optopt)
-                return fail(err, errlen, "option '-%c' is unknown (see 'kiln run --help')",
-                            optopt);
+                return fail(err, errlen, "option '-%c' is unknown (see 'kiln run --help')", optopt);
             return fail(err, errlen, "option '%s' is unknown (see 'kiln run --help')",
                         argv[optind - 1]);
         }
@@ -175,8 +186,7 @@ int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, s
             return ret;
     }
     if (optind < argc)
-        return fail(err, errlen, "unexpected argument '%s' (see 'kiln run --help')",
-                    argv[optind]);
+        return fail(err, errlen, "unexpected argument '%s' (see 'kiln run --help')", argv[optind]);
     log_set_verbosity(verbosity);
     return 0;
 }

@@ -54,7 +54,6 @@ int pci_bus_add_device(struct pci_bus *bus, struct pci_device *dev);
 /* bus_io_fns: 0xcf8 (4 bytes, dword access only) and 0xcfc (4 bytes, any width). */
 void pci_config_address_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
                            bool is_write);
-void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-                        bool is_write);
+void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
 #endif

@@ -21,8 +21,8 @@ struct guest_region {
 struct guest_mem {
     struct guest_region regions[GUEST_MEM_MAX_REGIONS];
     unsigned nregions;
-    uint64_t ram_size;   /* bytes of RAM in all regions */
-    void *mapping;       /* the anonymous mapping that backs all regions, if we own one */
+    uint64_t ram_size; /* bytes of RAM in all regions */
+    void *mapping;     /* the anonymous mapping that backs all regions, if we own one */
     size_t mapping_size;
 };
 

@@ -60,8 +60,7 @@ const struct bus_range *bus_find(const struct bus *bus, uint64_t addr)
     return NULL;
 }
 
-bool bus_dispatch(const struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
-                  bool is_write)
+bool bus_dispatch(const struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
     if (!is_write)
         memset(data, 0xff, len);

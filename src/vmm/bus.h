@@ -45,7 +45,6 @@ const struct bus_range *bus_find(const struct bus *bus, uint64_t addr);
  * Routes an access to its handler. Returns false when no device claims `addr`, in which
  * case reads see all ones and writes are dropped.
  */
-bool bus_dispatch(const struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
-                  bool is_write);
+bool bus_dispatch(const struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len, bool is_write);
 
 #endif

@@ -58,8 +58,7 @@ int kvm_open(struct kvm *kvm, const char *path)
         if (err == ENOENT)
             log_error("%s: No such file or directory (is the kvm module loaded?)", path);
         else if (err == EACCES || err == EPERM)
-            log_error("%s: Permission denied (add yourself to the kvm group or run as root)",
-                      path);
+            log_error("%s: Permission denied (add yourself to the kvm group or run as root)", path);
         else
             log_error("%s: %s", path, strerror(err));
         return -err;

@@ -12,9 +12,9 @@ struct kvm_cpuid2;
 
 struct kvm {
     int fd;
-    size_t vcpu_mmap_size;     /* size of each vCPU's shared kvm_run area */
-    unsigned max_vcpus;        /* KVM_CAP_MAX_VCPUS */
-    struct kvm_cpuid2 *cpuid;  /* KVM_GET_SUPPORTED_CPUID, malloc'd */
+    size_t vcpu_mmap_size;    /* size of each vCPU's shared kvm_run area */
+    unsigned max_vcpus;       /* KVM_CAP_MAX_VCPUS */
+    struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, malloc'd */
     int nr_memslots;
 };
 

@@ -118,7 +118,7 @@ static void vcpu_handle_exit(struct vcpu *vcpu)
     case KVM_EXIT_INTERNAL_ERROR:
         snprintf(msg, sizeof(msg), "KVM internal error (suberror %u%s)", run->internal.suberror,
                  run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? ": emulation failure"
-                                                                         : "");
+                                                                        : "");
         vcpu_fail(vcpu, msg);
         break;
     case KVM_EXIT_FAIL_ENTRY:
@@ -169,7 +169,8 @@ static void *vcpu_thread(void *arg)
 
 int vcpu_start(struct vcpu *vcpu)
 {
-    struct sigaction sa = {.sa_handler = vcpu_kick_handler}; /* no SA_RESTART: KVM_RUN must return */
+    struct sigaction sa = {.sa_handler =
+                               vcpu_kick_handler}; /* no SA_RESTART: KVM_RUN must return */
     sigemptyset(&sa.sa_mask);
     sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
     int ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);

@@ -118,18 +118,23 @@ static void vm_destroy_devices(struct vm *vm)
 static int vm_register_devices(struct vm *vm)
 {
     int ret = 0;
-    ret = ret ?: bus_register(&vm->pio_bus, SERIAL8250_COM1_BASE, SERIAL8250_NR_PORTS, "com1",
+    ret = ret
+              ?: bus_register(&vm->pio_bus, SERIAL8250_COM1_BASE, SERIAL8250_NR_PORTS, "com1",
                               serial8250_io, &vm->com1);
-    ret = ret ?: bus_register(&vm->pio_bus, MC146818_BASE, MC146818_NR_PORTS, "rtc",
-                              mc146818_io, &vm->rtc);
-    ret = ret ?: bus_register(&vm->pio_bus, I8042_DATA_PORT, 1, "i8042-data", i8042_data_io,
+    ret = ret
+              ?: bus_register(&vm->pio_bus, MC146818_BASE, MC146818_NR_PORTS, "rtc", mc146818_io,
+                              &vm->rtc);
+    ret = ret
+              ?: bus_register(&vm->pio_bus, I8042_DATA_PORT, 1, "i8042-data", i8042_data_io,
                               &vm->i8042);
-    ret = ret ?: bus_register(&vm->pio_bus, I8042_CMD_PORT, 1, "i8042-cmd", i8042_cmd_io,
-                              &vm->i8042);
-    ret = ret ?: bus_register(&vm->pio_bus, PCI_CONFIG_ADDRESS_PORT, 4, "pci-address",
+    ret =
+        ret ?: bus_register(&vm->pio_bus, I8042_CMD_PORT, 1, "i8042-cmd", i8042_cmd_io, &vm->i8042);
+    ret = ret
+              ?: bus_register(&vm->pio_bus, PCI_CONFIG_ADDRESS_PORT, 4, "pci-address",
                               pci_config_address_io, &vm->pci);
-    ret = ret ?: bus_register(&vm->pio_bus, PCI_CONFIG_DATA_PORT, 4, "pci-data",
-                              pci_config_data_io, &vm->pci);
+    ret = ret
+              ?: bus_register(&vm->pio_bus, PCI_CONFIG_DATA_PORT, 4, "pci-data", pci_config_data_io,
+                              &vm->pci);
     ret = ret ?: bus_register(&vm->pio_bus, PM_BASE, PM_NR_PORTS, "acpi-pm", pm_io, &vm->pm);
     return ret;
 }
@@ -164,7 +169,8 @@ static void vm_on_console_input(void *opaque, uint32_t events)
         return;
     }
     enum console_action action;
-    size_t len = console_filter_input(con, buf, (size_t)n, con->pending + con->pending_len, &action);
+    size_t len =
+        console_filter_input(con, buf, (size_t)n, con->pending + con->pending_len, &action);
     con->pending_len += len;
     if (action == CONSOLE_ACTION_QUIT) {
         vm_request_stop(vm, VM_STOP_QUIT);

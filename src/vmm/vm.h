@@ -57,7 +57,7 @@ struct vm {
     int rx_ready_fd;  /* the UART drained its receive FIFO: feed it pending input */
     int stop_eventfd; /* written when a stop is requested, wakes the main loop */
     _Atomic int stop_reason;
-    unsigned boots;   /* how many times the guest was started (resets included) */
+    unsigned boots; /* how many times the guest was started (resets included) */
 
     uint64_t unhandled_pio;
     uint64_t unhandled_mmio;

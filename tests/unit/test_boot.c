@@ -85,8 +85,8 @@ static void raw_image_too_big(void **state)
     assert_int_equal(guest_mem_alloc(&mem, 8 << 20, X86_PCI_HOLE_START, X86_HIGH_RAM_START), 0);
     size_t size = 8 << 20; /* 1 MiB + 8 MiB cannot fit in 8 MiB */
     uint8_t *big = calloc(1, size);
-    struct boot_images bi = {.kernel = big, .kernel_size = size, .format = KERNEL_FORMAT_RAW,
-                             .cmdline = ""};
+    struct boot_images bi = {
+        .kernel = big, .kernel_size = size, .format = KERNEL_FORMAT_RAW, .cmdline = ""};
     struct x86_entry entry;
     struct boot_error err = {{0}};
     assert_int_equal(x86_boot_load(&mem, &bi, &entry, &err), -ENOMEM);

@@ -35,12 +35,12 @@ static void ptr_rejects_outside_and_overflow(void **state)
 {
     struct guest_mem mem;
     setup_two_regions(&mem);
-    assert_null(guest_mem_ptr(&mem, sizeof(low), 1));     /* just past the end */
-    assert_null(guest_mem_ptr(&mem, sizeof(low) - 1, 2)); /* straddles the end */
-    assert_null(guest_mem_ptr(&mem, 0x80000, 1));         /* in the gap */
+    assert_null(guest_mem_ptr(&mem, sizeof(low), 1));            /* just past the end */
+    assert_null(guest_mem_ptr(&mem, sizeof(low) - 1, 2));        /* straddles the end */
+    assert_null(guest_mem_ptr(&mem, 0x80000, 1));                /* in the gap */
     assert_null(guest_mem_ptr(&mem, sizeof(low) - 8, 0x100000)); /* spans the gap */
-    assert_null(guest_mem_ptr(&mem, UINT64_MAX, 2));      /* address wraps */
-    assert_null(guest_mem_ptr(&mem, 16, UINT64_MAX));     /* length wraps */
+    assert_null(guest_mem_ptr(&mem, UINT64_MAX, 2));             /* address wraps */
+    assert_null(guest_mem_ptr(&mem, 16, UINT64_MAX));            /* length wraps */
     assert_null(guest_mem_ptr(&mem, 0x100000 + 8, UINT64_MAX - 4));
     assert_false(guest_mem_is_ram(&mem, 0xfee00000, 4));
 }
@@ -81,7 +81,8 @@ static void alloc_splits_around_pci_hole(void **state)
     assert_true(guest_mem_is_ram(&mem, X86_HIGH_RAM_START + (1ULL << 30) - 4, 4));
     guest_mem_free(&mem);
 
-    assert_int_equal(guest_mem_alloc(&mem, 128ULL << 20, X86_PCI_HOLE_START, X86_HIGH_RAM_START), 0);
+    assert_int_equal(guest_mem_alloc(&mem, 128ULL << 20, X86_PCI_HOLE_START, X86_HIGH_RAM_START),
+                     0);
     assert_int_equal(mem.nregions, 1);
     assert_int_equal(mem.regions[0].size, 128ULL << 20);
     guest_mem_free(&mem);

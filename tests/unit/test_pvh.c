@@ -37,10 +37,13 @@ static struct fake_elf *make_elf(void)
     f->eh.e_phoff = offsetof(struct fake_elf, ph);
     f->eh.e_phentsize = sizeof(Elf64_Phdr);
     f->eh.e_phnum = 2;
-    f->ph[0] = (Elf64_Phdr){.p_type = PT_LOAD, .p_offset = offsetof(struct fake_elf, text),
-                            .p_paddr = LOAD_ADDR, .p_filesz = TEXT_SIZE,
+    f->ph[0] = (Elf64_Phdr){.p_type = PT_LOAD,
+                            .p_offset = offsetof(struct fake_elf, text),
+                            .p_paddr = LOAD_ADDR,
+                            .p_filesz = TEXT_SIZE,
                             .p_memsz = TEXT_SIZE + BSS_EXTRA};
-    f->ph[1] = (Elf64_Phdr){.p_type = PT_NOTE, .p_offset = offsetof(struct fake_elf, note),
+    f->ph[1] = (Elf64_Phdr){.p_type = PT_NOTE,
+                            .p_offset = offsetof(struct fake_elf, note),
                             .p_filesz = sizeof(f->note)};
     uint32_t hdr[3] = {4, 8, PVH_XEN_ELFNOTE_PHYS32_ENTRY};
     memcpy(f->note, hdr, 12);

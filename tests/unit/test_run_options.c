@@ -70,9 +70,9 @@ static void help(void **state)
     assert_int_equal(PARSE(&cfg, err, "--help"), RUN_OPTIONS_HELP);
     assert_int_equal(PARSE(&cfg, err, "-m", "1G", "-h"), RUN_OPTIONS_HELP);
     /* The help text documents every long option. */
-    const char *opts[] = {"--kernel", "--kernel-format", "--initrd", "--cmdline", "--memory",
-                          "--cpus", "--no-reboot", "--console-log", "--verbose", "--quiet",
-                          "--help"};
+    const char *opts[] = {"--kernel",  "--kernel-format", "--initrd",    "--cmdline",
+                          "--memory",  "--cpus",          "--no-reboot", "--console-log",
+                          "--verbose", "--quiet",         "--help"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         assert_non_null(strstr(run_options_usage, opts[i]));
 }

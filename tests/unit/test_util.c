@@ -87,10 +87,8 @@ static void read_file_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(parse_size_suffixes),
-        cmocka_unit_test(parse_size_rejects_garbage),
-        cmocka_unit_test(parse_uint_bounds),
-        cmocka_unit_test(ratelimit_caps_burst),
+        cmocka_unit_test(parse_size_suffixes), cmocka_unit_test(parse_size_rejects_garbage),
+        cmocka_unit_test(parse_uint_bounds),   cmocka_unit_test(ratelimit_caps_burst),
         cmocka_unit_test(read_file_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

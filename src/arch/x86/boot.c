@@ -34,8 +34,8 @@ int boot_write_cmdline(const struct guest_mem *mem, const char *cmdline, uint64_
     if (max_len > X86_CMDLINE_MAX - 1)
         max_len = X86_CMDLINE_MAX - 1;
     if (len > max_len) {
-        boot_error_set(err, "kernel command line is %zu bytes; this kernel takes at most %llu",
-                       len, (unsigned long long)max_len);
+        boot_error_set(err, "kernel command line is %zu bytes; this kernel takes at most %llu", len,
+                       (unsigned long long)max_len);
         return -E2BIG;
     }
     return guest_mem_write(mem, X86_CMDLINE_ADDR, cmdline, len + 1);
@@ -45,14 +45,15 @@ int boot_write_cmdline(const struct guest_mem *mem, const char *cmdline, uint64_
  * The initrd goes as high as allowed (below `highest` and the end of low RAM), page
  * aligned, as boot loaders do, keeping the memory above the kernel free for it to grow.
  */
-int boot_place_initrd(const struct guest_mem *mem, const struct boot_images *img,
-                      uint64_t lowest, uint64_t highest, uint64_t *addr, struct boot_error *err)
+int boot_place_initrd(const struct guest_mem *mem, const struct boot_images *img, uint64_t lowest,
+                      uint64_t highest, uint64_t *addr, struct boot_error *err)
 {
     uint64_t low_end = mem->nregions ? mem->regions[0].size : 0;
     uint64_t top = highest < low_end ? highest : low_end;
     if (img->initrd_size > top || ((top - img->initrd_size) & ~0xfffULL) < lowest) {
-        boot_error_set(err, "no room for the %zu KiB initrd between the kernel (ends at %llu MiB) "
-                            "and the end of low memory (%llu MiB): give the VM more memory",
+        boot_error_set(err,
+                       "no room for the %zu KiB initrd between the kernel (ends at %llu MiB) "
+                       "and the end of low memory (%llu MiB): give the VM more memory",
                        img->initrd_size / 1024, (unsigned long long)(lowest / MiB),
                        (unsigned long long)(top / MiB));
         return -ENOMEM;

@@ -50,8 +50,8 @@ enum kernel_format x86_detect_kernel_format(const uint8_t *img, size_t size);
 /* Shared by the loaders. */
 void boot_error_set(struct boot_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-int boot_place_initrd(const struct guest_mem *mem, const struct boot_images *img,
-                      uint64_t lowest, uint64_t highest, uint64_t *addr, struct boot_error *err);
+int boot_place_initrd(const struct guest_mem *mem, const struct boot_images *img, uint64_t lowest,
+                      uint64_t highest, uint64_t *addr, struct boot_error *err);
 int boot_write_cmdline(const struct guest_mem *mem, const char *cmdline, uint64_t max_len,
                        struct boot_error *err);
 

@@ -123,8 +123,7 @@ static int elf_load_segments(const struct guest_mem *mem, const uint8_t *img, si
         uint8_t *dst = guest_mem_ptr(mem, ph[i].p_paddr, ph[i].p_memsz);
         if (!dst) {
             boot_error_set(err, "ELF segment at 0x%llx (%llu bytes) does not fit in guest RAM",
-                           (unsigned long long)ph[i].p_paddr,
-                           (unsigned long long)ph[i].p_memsz);
+                           (unsigned long long)ph[i].p_paddr, (unsigned long long)ph[i].p_memsz);
             return -ENOMEM;
         }
         memcpy(dst, img + ph[i].p_offset, ph[i].p_filesz);
