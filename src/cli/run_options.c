@@ -29,6 +29,9 @@ const char run_options_usage[] =
     "  -c, --cpus N              number of vCPUs (default 1, at most what KVM allows)\n"
     "      --no-reboot           exit when the guest reboots instead of restarting it\n"
     "\n"
+    "Devices (virtio-pci):\n"
+    "      --rng                 an entropy device fed from the host's getrandom()\n"
+    "\n"
     "Console:\n"
     "      --console-log FILE    also write the guest's console output to FILE\n"
     "                            escapes: Ctrl-A x quits, Ctrl-A h helps,\n"
@@ -56,6 +59,7 @@ enum {
     OPT_KERNEL_FORMAT = 0x100,
     OPT_NO_REBOOT,
     OPT_CONSOLE_LOG,
+    OPT_RNG,
 };
 
 static const struct option run_long_options[] = {
@@ -68,6 +72,7 @@ static const struct option run_long_options[] = {
     {"cpus", required_argument, NULL, 'c'},
     {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
     {"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
+    {"rng", no_argument, NULL, OPT_RNG},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -124,6 +129,9 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         return 0;
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;
+        return 0;
+    case OPT_RNG:
+        cfg->rng = true;
         return 0;
     case 'v':
         (*verbosity)++;

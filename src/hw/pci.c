@@ -7,6 +7,8 @@
 #define PCI_VENDOR_ID 0x00
 #define PCI_DEVICE_ID 0x02
 #define PCI_COMMAND 0x04
+#define PCI_STATUS 0x06
+#define PCI_STATUS_CAP_LIST 0x10
 #define PCI_REVISION_ID 0x08
 #define PCI_CLASS_CODE 0x09 /* 3 bytes: programming interface, subclass, base class */
 #define PCI_HEADER_TYPE 0x0e
@@ -64,6 +66,11 @@ void pci_device_init(struct pci_device *dev, uint16_t vendor_id, uint16_t device
     memset(dev->config, 0, sizeof(dev->config));
     memset(dev->wmask, 0, sizeof(dev->wmask));
     memset(dev->bar_size, 0, sizeof(dev->bar_size));
+    dev->config_write = NULL;
+    dev->config_read = NULL;
+    dev->bar_io = NULL;
+    dev->opaque = NULL;
+    dev->slot = -1;
     pci_put16(dev->config + PCI_VENDOR_ID, vendor_id);
     pci_put16(dev->config + PCI_DEVICE_ID, device_id);
     dev->config[PCI_REVISION_ID] = 0;
@@ -129,8 +136,67 @@ int pci_bus_add_device(struct pci_bus *bus, struct pci_device *dev)
             break;
         }
     }
+    if (slot >= 0) {
+        dev->slot = slot;
+        if (dev->config[PCI_INTERRUPT_PIN])
+            dev->config[PCI_INTERRUPT_LINE] = (uint8_t)PCI_INTX_GSI(slot);
+    }
     pthread_mutex_unlock(&bus->lock);
     return slot;
+}
+
+void pci_device_add_capability(struct pci_device *dev, uint8_t offset, const uint8_t *cap,
+                               unsigned len)
+{
+    /* Capabilities live after the standard header and are dword aligned (§6.7). */
+    if (offset < 0x40 || offset & 3 || len < 2 || len > (unsigned)(PCI_CONFIG_SIZE - offset))
+        return;
+    memcpy(dev->config + offset, cap, len);
+    dev->config[offset + 1] = dev->config[PCI_CAPABILITY_LIST];
+    dev->config[PCI_CAPABILITY_LIST] = offset;
+    dev->config[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
+}
+
+uint32_t pci_device_bar_address(const struct pci_device *dev, unsigned index)
+{
+    if (index >= PCI_NUM_BARS || !dev->bar_size[index])
+        return 0;
+    if (!(dev->config[PCI_COMMAND] & PCI_COMMAND_MEMORY))
+        return 0;
+    const uint8_t *b = dev->config + PCI_BAR0 + 4 * index;
+    uint32_t v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    return (v & PCI_BAR_IO) ? 0 : v & ~0xfu;
+}
+
+void pci_bus_set_mmio_base(struct pci_bus *bus, uint64_t base)
+{
+    bus->mmio_base = base;
+}
+
+void pci_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
+{
+    struct pci_bus *bus = opaque;
+    uint64_t addr = bus->mmio_base + offset;
+    struct pci_device *target = NULL;
+    unsigned bar = 0;
+    uint64_t bar_offset = 0;
+    pthread_mutex_lock(&bus->lock);
+    for (int s = 0; s < PCI_MAX_SLOTS && !target; s++) {
+        struct pci_device *dev = bus->slots[s];
+        for (unsigned i = 0; dev && i < PCI_NUM_BARS; i++) {
+            uint32_t base = pci_device_bar_address(dev, i);
+            if (base && addr >= base && addr - base < dev->bar_size[i] &&
+                len <= dev->bar_size[i] - (addr - base)) {
+                target = dev;
+                bar = i;
+                bar_offset = addr - base;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&bus->lock);
+    if (target && target->bar_io)
+        target->bar_io(target, bar, bar_offset, data, len, is_write);
 }
 
 /*
@@ -194,10 +260,13 @@ void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
     struct pci_device *dev = pci_bus_selected(bus);
     if (dev) {
         unsigned reg = PCI_CONFIG_REGISTER(bus->config_address) + (unsigned)offset;
-        if (is_write)
+        if (is_write) {
             pci_config_write(dev, reg, data, len);
-        else
+        } else {
             memcpy(data, dev->config + reg, len);
+            if (dev->config_read)
+                dev->config_read(dev, reg, data, len);
+        }
     }
     pthread_mutex_unlock(&bus->lock);
 }

@@ -21,13 +21,28 @@ struct pci_device;
 /* Called after the guest wrote config space (under the bus lock), e.g. to move a BAR. */
 typedef void (*pci_config_write_fn)(struct pci_device *dev, unsigned offset, unsigned len,
                                     uint32_t value);
+/* Called before a config read returns (under the bus lock), for registers with side effects. */
+typedef void (*pci_config_read_fn)(struct pci_device *dev, unsigned offset, uint8_t *data,
+                                   unsigned len);
+/* An access to memory BAR `bar` at `offset`, made outside the bus lock. */
+typedef void (*pci_bar_io_fn)(struct pci_device *dev, unsigned bar, uint64_t offset, uint8_t *data,
+                              uint32_t len, bool is_write);
+
+/* INTx: slot S's INTA# is wired to IOAPIC pin 16 + S % 8 (the DSDT's _PRT says the same). */
+#define PCI_INTX_GSI_BASE 16
+#define PCI_INTX_GSI(slot) (PCI_INTX_GSI_BASE + (slot) % 8)
+#define PCI_CAPABILITY_LIST 0x34
+#define PCI_INTERRUPT_PIN 0x3d
 
 struct pci_device {
     uint8_t config[PCI_CONFIG_SIZE]; /* guest-visible; savable */
     uint8_t wmask[PCI_CONFIG_SIZE];  /* bits the guest may change */
     uint32_t bar_size[PCI_NUM_BARS]; /* 0 = BAR unused; sizes are powers of two */
     pci_config_write_fn config_write;
+    pci_config_read_fn config_read;
+    pci_bar_io_fn bar_io;
     void *opaque;
+    int slot; /* set by pci_bus_add_device */
 };
 
 struct pci_bus {
@@ -35,12 +50,16 @@ struct pci_bus {
     uint32_t config_address; /* last value written to 0xcf8 */
     struct pci_device host_bridge;
     struct pci_device *slots[PCI_MAX_SLOTS];
+    uint64_t mmio_base; /* guest address of the MMIO window registered with pci_mmio_io */
 };
 
 void pci_bus_init(struct pci_bus *bus);
 void pci_bus_destroy(struct pci_bus *bus);
 
-/* Fills in the header of a type-0 function: ids, class code, writable command/status bits. */
+/*
+ * Fills in the header of a type-0 function (ids, class code, writable command bits) and
+ * clears its hooks; set config_write/config_read/bar_io/opaque afterwards.
+ */
 void pci_device_init(struct pci_device *dev, uint16_t vendor_id, uint16_t device_id,
                      uint32_t class_code, uint16_t subsys_vendor_id, uint16_t subsys_id);
 
@@ -48,8 +67,26 @@ void pci_device_init(struct pci_device *dev, uint16_t vendor_id, uint16_t device
 int pci_device_set_bar(struct pci_device *dev, unsigned index, uint32_t addr, uint32_t size,
                        bool is_io);
 
-/* Puts `dev` in the first free slot. Returns the slot number or -ENOSPC. */
+/*
+ * Puts `dev` in the first free slot and, if it has an interrupt pin, wires INTA# to
+ * PCI_INTX_GSI(slot) (interrupt line register). Returns the slot number or -ENOSPC.
+ */
 int pci_bus_add_device(struct pci_bus *bus, struct pci_device *dev);
+
+/* Adds a capability of `len` bytes at config offset `offset` to the capability list. */
+void pci_device_add_capability(struct pci_device *dev, uint8_t offset, const uint8_t *cap,
+                               unsigned len);
+
+/* Where memory BAR `index` currently decodes, or 0 if memory decoding is off. */
+uint32_t pci_device_bar_address(const struct pci_device *dev, unsigned index);
+
+/*
+ * bus_io_fn for the 32-bit PCI memory window: routes an access to the device BAR that
+ * contains it, wherever the guest has placed that BAR. `opaque` is the pci_bus, the
+ * range's base is passed as `base` at registration through pci_bus_set_mmio_base.
+ */
+void pci_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+void pci_bus_set_mmio_base(struct pci_bus *bus, uint64_t base);
 
 /* bus_io_fns: 0xcf8 (4 bytes, dword access only) and 0xcfc (4 bytes, any width). */
 void pci_config_address_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,

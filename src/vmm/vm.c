@@ -16,6 +16,8 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "virtio/rng.h"
+#include "virtio/virtio.h"
 
 /* Where KVM keeps the real-mode TSS and identity map on Intel; inside the hole, above devices. */
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
@@ -103,6 +105,7 @@ static void vm_init_devices(struct vm *vm)
     mc146818_init(&vm->rtc, host_time);
     i8042_init(&vm->i8042, vm_on_reset, vm);
     pci_bus_init(&vm->pci);
+    pci_bus_set_mmio_base(&vm->pci, X86_PCI_MMIO_START);
     pm_init(&vm->pm, vm_on_poweroff, vm_on_reset, vm);
 }
 
@@ -136,6 +139,10 @@ static int vm_register_devices(struct vm *vm)
               ?: bus_register(&vm->pio_bus, PCI_CONFIG_DATA_PORT, 4, "pci-data", pci_config_data_io,
                               &vm->pci);
     ret = ret ?: bus_register(&vm->pio_bus, PM_BASE, PM_NR_PORTS, "acpi-pm", pm_io, &vm->pm);
+    ret = ret
+              ?: bus_register(&vm->mmio_bus, X86_PCI_MMIO_START,
+                              X86_PCI_MMIO_END - X86_PCI_MMIO_START + 1, "pci-mmio", pci_mmio_io,
+                              &vm->pci);
     return ret;
 }
 
@@ -244,6 +251,8 @@ static int vm_init_event_loop(struct vm *vm)
     return 0;
 }
 
+static int vm_create_virtio_devices(struct vm *vm);
+
 int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
               const struct boot_images *images)
 {
@@ -276,10 +285,42 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
         return ret;
     }
     vm_init_devices(vm);
+    vm->next_bar = (uint32_t)X86_PCI_MMIO_START;
     ret = vm_register_devices(vm);
     if (ret == 0)
         ret = vm_init_event_loop(vm);
+    if (ret == 0)
+        ret = vm_create_virtio_devices(vm);
     return ret;
+}
+
+int vm_add_virtio(struct vm *vm, struct virtio_device *vdev)
+{
+    if (vm->nvirtio >= VM_MAX_VIRTIO_DEVICES ||
+        vm->next_bar + VIRTIO_PCI_BAR_SIZE - 1 > X86_PCI_MMIO_END)
+        return -ENOSPC;
+    int ret = virtio_pci_init(vdev, &vm->mem, &vm->loop, vm->next_bar);
+    if (ret < 0)
+        return ret;
+    vm->next_bar += VIRTIO_PCI_BAR_SIZE;
+    vm->virtio[vm->nvirtio++] = vdev;
+    return 0;
+}
+
+static int vm_create_virtio_devices(struct vm *vm)
+{
+    if (vm->config->rng) {
+        struct virtio_rng *rng = calloc(1, sizeof(*rng));
+        if (!rng)
+            return -ENOMEM;
+        virtio_rng_init(rng);
+        int ret = vm_add_virtio(vm, &rng->vdev);
+        if (ret < 0) {
+            free(rng);
+            return ret;
+        }
+    }
+    return 0;
 }
 
 static int vm_setup_kvm(struct vm *vm)
@@ -306,8 +347,17 @@ static int vm_setup_kvm(struct vm *vm)
     struct kvm_pit_config pit = {.flags = 0};
     if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
         return -errno;
+    int ret = irq_routing_init(&vm->routing, vm->fd);
+    if (ret < 0)
+        return ret;
+    struct irq_line intx = {vm_set_irq_level, vm, 0};
+    for (unsigned i = 0; i < vm->nvirtio; i++) {
+        ret = virtio_pci_attach(vm->virtio[i], vm->fd, &vm->pci, &vm->routing, &intx);
+        if (ret < 0)
+            return ret;
+    }
     for (unsigned i = 0; i < vm->ncpus; i++) {
-        int ret = vcpu_create(vm, &vm->vcpus[i], i);
+        ret = vcpu_create(vm, &vm->vcpus[i], i);
         if (ret < 0)
             return ret;
     }
@@ -351,6 +401,9 @@ static void vm_teardown_kvm(struct vm *vm)
         if (vm->vcpus[i].run || vm->vcpus[i].fd >= 0)
             vcpu_destroy(&vm->vcpus[i]);
     }
+    for (unsigned i = 0; i < vm->nvirtio; i++)
+        virtio_pci_detach(vm->virtio[i]);
+    irq_routing_destroy(&vm->routing);
     if (vm->fd >= 0)
         close(vm->fd);
     vm->fd = -1;
@@ -422,6 +475,10 @@ void vm_destroy(struct vm *vm)
         if (fds[i] >= 0)
             close(fds[i]);
     vm_destroy_devices(vm);
+    for (unsigned i = 0; i < vm->nvirtio; i++) {
+        virtio_pci_destroy(vm->virtio[i]);
+        free(vm->virtio[i]->opaque);
+    }
     bus_destroy(&vm->pio_bus);
     bus_destroy(&vm->mmio_bus);
     free(vm->vcpus);

@@ -19,6 +19,7 @@
 #include "util.h"
 #include "vmm/bus.h"
 #include "vmm/event_loop.h"
+#include "vmm/irq_routing.h"
 #include "vmm/kvm.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm_config.h"
@@ -33,6 +34,9 @@ enum vm_stop_reason {
 };
 
 struct boot_images;
+struct virtio_device;
+
+#define VM_MAX_VIRTIO_DEVICES 24
 
 struct vm {
     const struct vm_config *config;
@@ -51,6 +55,10 @@ struct vm {
     struct pci_bus pci;
     struct pm pm;
     struct console console;
+    struct irq_routing routing;
+    struct virtio_device *virtio[VM_MAX_VIRTIO_DEVICES];
+    unsigned nvirtio;
+    uint32_t next_bar; /* next free address in the PCI MMIO window */
 
     struct event_loop loop;
     int signal_fd;    /* SIGINT, SIGTERM, SIGHUP: the user wants the VM gone */
@@ -81,6 +89,12 @@ void vm_destroy(struct vm *vm);
 
 /* Asks every vCPU to stop; safe from any thread, including vCPU threads and device code. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
+
+/*
+ * Adds a virtio device whose ops/opaque/host_features are set: assigns its BAR and hooks it
+ * to the event loop. It is attached to the KVM VM at every boot. Returns 0 or -errno.
+ */
+int vm_add_virtio(struct vm *vm, struct virtio_device *vdev);
 
 /* Port and MMIO exits from vCPU threads. */
 void vm_handle_pio(struct vm *vm, uint16_t port, uint8_t *data, uint32_t len, bool is_write);

@@ -26,6 +26,7 @@ struct vm_config {
     bool no_reboot;
     const char *console_log;
     const char *kvm_path;
+    bool rng; /* virtio-rng device */
 };
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "arch/x86/aml.h"
+#include "hw/pci.h"
 #include "hw/pm.h"
 #include "util.h"
 
@@ -262,6 +263,25 @@ static void dsdt_add_s5(struct aml *a)
  * The host bridge and what it decodes for bus 0 (§6.2.2 _CRS): the bus number, the config
  * ports it consumes, and the I/O and memory windows left for device BARs.
  */
+/*
+ * _PRT (ACPI 6.4 §6.2.13): INTA# of every slot goes straight to a GSI (no link device),
+ * the same wiring hw/pci.h's PCI_INTX_GSI describes. Only INTA# is used by kiln's devices.
+ */
+static void dsdt_add_pci_routing(struct aml *a)
+{
+    aml_name(a, "_PRT");
+    size_t prt = aml_package_begin(a, PCI_MAX_SLOTS - 1);
+    for (unsigned slot = 1; slot < PCI_MAX_SLOTS; slot++) {
+        size_t entry = aml_package_begin(a, 4);
+        aml_integer(a, (uint64_t)slot << 16 | 0xffff); /* any function of the slot */
+        aml_integer(a, 0);                             /* INTA# */
+        aml_integer(a, 0);                             /* no source: a GSI follows */
+        aml_integer(a, PCI_INTX_GSI(slot));
+        aml_end(a, entry);
+    }
+    aml_end(a, prt);
+}
+
 static void dsdt_add_pci0(struct aml *a, const struct acpi_params *params)
 {
     size_t dev = aml_device_begin(a, "PCI0");
@@ -282,6 +302,7 @@ static void dsdt_add_pci0(struct aml *a, const struct acpi_params *params)
     aml_res_word_io(a, 0x0d00, 0xffff);
     aml_res_dword_memory(a, params->pci_mmio_start, params->pci_mmio_end);
     aml_restemplate_end(a, crs);
+    dsdt_add_pci_routing(a);
     aml_end(a, dev);
 }
 

@@ -1,0 +1,590 @@
+/*
+ * virtio over PCI, modern interface only (virtio 1.2 §4.1): one 32-bit memory BAR holds the
+ * common configuration, ISR, device configuration, notification area and MSI-X table, each
+ * described by a vendor capability. Queue kicks arrive through ioeventfds on the event
+ * loop; interrupts leave through MSI-X irqfds, or INTx when the driver uses no MSI-X.
+ */
+#include "virtio/virtio.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "mem/guest_mem.h"
+#include "util.h"
+#include "vmm/event_loop.h"
+
+#define VIRTIO_PCI_VENDOR 0x1af4
+#define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + device type: modern, non-transitional */
+
+/* BAR0 layout. */
+#define BAR_COMMON 0x0000
+#define BAR_COMMON_SIZE 56
+#define BAR_ISR 0x1000
+#define BAR_DEVICE 0x2000
+#define BAR_DEVICE_MAX 0x1000
+#define BAR_NOTIFY 0x3000
+#define NOTIFY_MULTIPLIER 4
+#define BAR_MSIX_TABLE 0x4000
+#define BAR_MSIX_PBA 0x6000
+
+/* Capabilities in configuration space. */
+#define CAP_MSIX 0x40
+#define CAP_COMMON 0x50
+#define CAP_ISR 0x60
+#define CAP_DEVICE 0x70
+#define CAP_NOTIFY 0x80
+#define CAP_PCI_CFG 0x98
+#define CAP_PCI_CFG_DATA (CAP_PCI_CFG + 16)
+
+/* virtio_pci_cap.cfg_type, §4.1.4. */
+#define CFG_TYPE_COMMON 1
+#define CFG_TYPE_NOTIFY 2
+#define CFG_TYPE_ISR 3
+#define CFG_TYPE_DEVICE 4
+#define CFG_TYPE_PCI 5
+
+#define ISR_QUEUE 1
+#define ISR_CONFIG 2
+
+static const uint32_t class_codes[] = {
+    [1] = 0x020000,  /* network controller */
+    [2] = 0x010000,  /* mass storage */
+    [3] = 0x078000,  /* simple communication controller */
+    [4] = 0x00ff00,  /* unclassified */
+    [19] = 0x00ff00, /* unclassified */
+};
+
+static uint64_t offered_features(const struct virtio_device *vdev)
+{
+    return vdev->host_features | 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC |
+           1ULL << VIRTIO_F_EVENT_IDX;
+}
+
+bool virtio_has_feature(const struct virtio_device *vdev, unsigned bit)
+{
+    return bit < 64 && (vdev->state.driver_features >> bit & 1);
+}
+
+bool virtio_is_active(const struct virtio_device *vdev)
+{
+    return (vdev->state.status & VIRTIO_STATUS_DRIVER_OK) &&
+           !(vdev->state.status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+/* ---- interrupts ---- */
+
+static void virtio_set_intx(struct virtio_device *vdev, bool level)
+{
+    if (vdev->intx_level == level)
+        return;
+    vdev->intx_level = level;
+    irq_line_set(&vdev->intx, level);
+}
+
+static void virtio_raise(struct virtio_device *vdev, uint16_t vector, uint8_t isr_bit)
+{
+    if (msix_enabled(&vdev->msix)) {
+        msix_notify(&vdev->msix, vector);
+        return;
+    }
+    vdev->state.isr |= isr_bit;
+    virtio_set_intx(vdev, true);
+}
+
+void virtio_queue_interrupt(struct virtio_device *vdev, unsigned q)
+{
+    if (q < vdev->ops->num_queues && virtq_should_interrupt(&vdev->queues[q]))
+        virtio_raise(vdev, vdev->state.queue_msix_vector[q], ISR_QUEUE);
+}
+
+void virtio_config_interrupt(struct virtio_device *vdev)
+{
+    vdev->state.config_generation++;
+    if (vdev->state.status & VIRTIO_STATUS_DRIVER_OK)
+        virtio_raise(vdev, vdev->state.config_msix_vector, ISR_CONFIG);
+}
+
+void virtio_set_needs_reset(struct virtio_device *vdev, const char *why)
+{
+    static const char fmt[] = "virtio-%s: %s; the device needs a reset";
+    if (vdev->state.status & VIRTIO_STATUS_NEEDS_RESET)
+        return;
+    log_warn(fmt, vdev->ops->name, why);
+    vdev->state.status |= VIRTIO_STATUS_NEEDS_RESET;
+    virtio_config_interrupt(vdev);
+}
+
+/* ---- queue notifications ---- */
+
+static void virtio_kick(void *opaque, uint32_t events);
+
+static void virtio_ioeventfds(struct virtio_device *vdev, bool assign)
+{
+    if (vdev->ioeventfd_registered == assign)
+        return;
+    uint32_t bar = assign ? pci_device_bar_address(&vdev->pci, 0) : vdev->ioeventfd_bar;
+    if (!bar)
+        return; /* memory decoding off: MMIO kicks cannot arrive either */
+    for (unsigned q = 0; q < vdev->ops->num_queues; q++) {
+        struct kvm_ioeventfd io = {
+            .addr = bar + BAR_NOTIFY + q * NOTIFY_MULTIPLIER,
+            .len = 2,
+            .fd = vdev->kick_fd[q],
+            .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+        };
+        if (ioctl(vdev->vm_fd, KVM_IOEVENTFD, &io) < 0 && assign)
+            log_warn("virtio-%s: ioeventfd for queue %u: %s (kicks will exit to kiln)",
+                     vdev->ops->name, q, strerror(errno));
+    }
+    vdev->ioeventfd_registered = assign;
+    vdev->ioeventfd_bar = bar;
+}
+
+static void virtio_kick_queue(struct virtio_device *vdev, unsigned q)
+{
+    uint64_t one = 1;
+    if (write(vdev->kick_fd[q], &one, sizeof(one)) < 0) {
+        /* eventfd counter overflow is impossible with single increments */
+    }
+}
+
+/* ---- device reset and activation ---- */
+
+static void virtio_reset(struct virtio_device *vdev)
+{
+    if (vdev->ops->reset)
+        vdev->ops->reset(vdev);
+    virtio_ioeventfds(vdev, false);
+    for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+        virtq_disable(&vdev->queues[q]);
+        memset(&vdev->queues[q].state, 0, sizeof(vdev->queues[q].state));
+        vdev->queues[q].state.size = vdev->ops->queue_size;
+        vdev->state.queue_msix_vector[q] = MSIX_NO_VECTOR;
+        vdev->state.queue_enable[q] = 0;
+    }
+    vdev->state.status = 0;
+    vdev->state.driver_features = 0;
+    vdev->state.device_feature_select = 0;
+    vdev->state.driver_feature_select = 0;
+    vdev->state.queue_select = 0;
+    vdev->state.config_msix_vector = MSIX_NO_VECTOR;
+    vdev->state.isr = 0;
+    virtio_set_intx(vdev, false);
+}
+
+static void virtio_features_ok(struct virtio_device *vdev, uint8_t *status)
+{
+    uint64_t f = vdev->state.driver_features;
+    /* §3.1.1: the device refuses features it did not offer and legacy drivers. */
+    if ((f & ~offered_features(vdev)) || !(f >> VIRTIO_F_VERSION_1 & 1))
+        *status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+}
+
+static void virtio_driver_ok(struct virtio_device *vdev)
+{
+    virtio_ioeventfds(vdev, true);
+    if (vdev->ops->activate && vdev->ops->activate(vdev) != 0)
+        virtio_set_needs_reset(vdev, "could not start its backend");
+    /* Buffers made available before DRIVER_OK were not kicked through the ioeventfd. */
+    for (unsigned q = 0; q < vdev->ops->num_queues; q++)
+        if (vdev->queues[q].state.ready)
+            virtio_kick_queue(vdev, q);
+}
+
+static void virtio_write_status(struct virtio_device *vdev, uint8_t status)
+{
+    if (status == 0) {
+        virtio_reset(vdev);
+        return;
+    }
+    uint8_t old = vdev->state.status;
+    if ((status & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK))
+        virtio_features_ok(vdev, &status);
+    /* NEEDS_RESET is the device's to set; the driver cannot clear it. */
+    status = (uint8_t)((status & ~VIRTIO_STATUS_NEEDS_RESET) | (old & VIRTIO_STATUS_NEEDS_RESET));
+    vdev->state.status = status;
+    if ((status & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK))
+        virtio_driver_ok(vdev);
+}
+
+static void virtio_enable_queue(struct virtio_device *vdev, unsigned q)
+{
+    struct virtq *vq = &vdev->queues[q];
+    if (vdev->state.queue_enable[q])
+        return;
+    if (virtq_enable(vq, vdev->mem, virtio_has_feature(vdev, VIRTIO_F_EVENT_IDX)) < 0) {
+        char why[64];
+        snprintf(why, sizeof(why), "queue %u has bad ring addresses or size", q);
+        virtio_set_needs_reset(vdev, why);
+        return;
+    }
+    vdev->state.queue_enable[q] = 1;
+}
+
+/* ---- common configuration (§4.1.4.3) ---- */
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    memcpy(p, &v, 2);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static void common_image(const struct virtio_device *vdev, uint8_t *img)
+{
+    const struct virtio_pci_state *s = &vdev->state;
+    memset(img, 0, BAR_COMMON_SIZE);
+    put32(img + 0, s->device_feature_select);
+    if (s->device_feature_select < 2)
+        put32(img + 4, (uint32_t)(offered_features(vdev) >> (32 * s->device_feature_select)));
+    put32(img + 8, s->driver_feature_select);
+    if (s->driver_feature_select < 2)
+        put32(img + 12, (uint32_t)(s->driver_features >> (32 * s->driver_feature_select)));
+    put16(img + 16, s->config_msix_vector);
+    put16(img + 18, (uint16_t)vdev->ops->num_queues);
+    img[20] = s->status;
+    img[21] = s->config_generation;
+    put16(img + 22, s->queue_select);
+    unsigned q = s->queue_select;
+    if (q < vdev->ops->num_queues) {
+        const struct virtq_state *vq = &vdev->queues[q].state;
+        put16(img + 24, vq->size);
+        put16(img + 26, s->queue_msix_vector[q]);
+        put16(img + 28, s->queue_enable[q]);
+        put16(img + 30, (uint16_t)q); /* queue_notify_off */
+        put64(img + 32, vq->desc_addr);
+        put64(img + 40, vq->avail_addr);
+        put64(img + 48, vq->used_addr);
+    }
+}
+
+static uint16_t valid_vector(const struct virtio_device *vdev, uint16_t v)
+{
+    return v < vdev->msix.nvec ? v : MSIX_NO_VECTOR;
+}
+
+static bool touches(uint64_t off, uint32_t len, unsigned field, unsigned size)
+{
+    return off < field + size && field < off + len;
+}
+
+static void common_write_queue(struct virtio_device *vdev, const uint8_t *img, uint64_t off,
+                               uint32_t len)
+{
+    unsigned q = vdev->state.queue_select;
+    if (q >= vdev->ops->num_queues)
+        return;
+    struct virtq_state *vq = &vdev->queues[q].state;
+    if (touches(off, len, 26, 2))
+        vdev->state.queue_msix_vector[q] = valid_vector(vdev, get16(img + 26));
+    if (!vdev->state.queue_enable[q]) {
+        /* Ring layout is frozen once the queue is enabled (§4.1.4.3.2). */
+        if (touches(off, len, 24, 2)) {
+            uint16_t size = get16(img + 24);
+            if (size && size <= vdev->ops->queue_size && !(size & (size - 1)))
+                vq->size = size;
+        }
+        if (touches(off, len, 32, 8))
+            vq->desc_addr = get64(img + 32);
+        if (touches(off, len, 40, 8))
+            vq->avail_addr = get64(img + 40);
+        if (touches(off, len, 48, 8))
+            vq->used_addr = get64(img + 48);
+    }
+    if (touches(off, len, 28, 2) && get16(img + 28) == 1)
+        virtio_enable_queue(vdev, q);
+}
+
+static void common_write(struct virtio_device *vdev, uint64_t off, const uint8_t *data,
+                         uint32_t len)
+{
+    uint8_t img[BAR_COMMON_SIZE];
+    common_image(vdev, img);
+    memcpy(img + off, data, len);
+    struct virtio_pci_state *s = &vdev->state;
+    if (touches(off, len, 0, 4))
+        s->device_feature_select = get32(img + 0);
+    if (touches(off, len, 8, 4))
+        s->driver_feature_select = get32(img + 8);
+    if (touches(off, len, 12, 4) && s->driver_feature_select < 2 &&
+        !(s->status & VIRTIO_STATUS_FEATURES_OK)) {
+        unsigned shift = 32 * s->driver_feature_select;
+        s->driver_features =
+            (s->driver_features & ~(0xffffffffULL << shift)) | (uint64_t)get32(img + 12) << shift;
+    }
+    if (touches(off, len, 16, 2))
+        s->config_msix_vector = valid_vector(vdev, get16(img + 16));
+    if (touches(off, len, 22, 2))
+        s->queue_select = get16(img + 22);
+    common_write_queue(vdev, img, off, len);
+    if (touches(off, len, 20, 1))
+        virtio_write_status(vdev, img[20]);
+}
+
+/* ---- BAR dispatch ---- */
+
+static void virtio_device_config(struct virtio_device *vdev, uint64_t off, uint8_t *data,
+                                 uint32_t len, bool is_write)
+{
+    const struct virtio_device_ops *ops = vdev->ops;
+    if (off > ops->config_size || len > ops->config_size - off)
+        return; /* outside the device's structure: reads stay all ones */
+    if (is_write && ops->config_write)
+        ops->config_write(vdev, (uint32_t)off, data, len);
+    else if (!is_write && ops->config_read)
+        ops->config_read(vdev, (uint32_t)off, data, len);
+}
+
+static void virtio_bar_access(struct virtio_device *vdev, uint64_t off, uint8_t *data, uint32_t len,
+                              bool is_write)
+{
+    if (!is_write)
+        memset(data, 0xff, len);
+    if (off < BAR_COMMON + BAR_COMMON_SIZE) {
+        if (len > BAR_COMMON_SIZE - off)
+            return;
+        if (is_write) {
+            common_write(vdev, off, data, len);
+        } else {
+            uint8_t img[BAR_COMMON_SIZE];
+            common_image(vdev, img);
+            memcpy(data, img + off, len);
+        }
+    } else if (off == BAR_ISR) {
+        if (!is_write) {
+            /* Reading the ISR acknowledges it and deasserts INTx (§4.1.4.5). */
+            memset(data, 0, len);
+            data[0] = vdev->state.isr;
+            vdev->state.isr = 0;
+            virtio_set_intx(vdev, false);
+        }
+    } else if (off >= BAR_DEVICE && off < BAR_DEVICE + BAR_DEVICE_MAX) {
+        virtio_device_config(vdev, off - BAR_DEVICE, data, len, is_write);
+    } else if (off >= BAR_NOTIFY && off < BAR_NOTIFY + NOTIFY_MULTIPLIER * VIRTIO_MAX_QUEUES) {
+        unsigned q = (unsigned)(off - BAR_NOTIFY) / NOTIFY_MULTIPLIER;
+        if (is_write && q < vdev->ops->num_queues)
+            virtio_kick_queue(vdev, q); /* a kick the ioeventfd did not catch */
+    } else if (off >= BAR_MSIX_TABLE && off < BAR_MSIX_PBA) {
+        msix_table_io(&vdev->msix, off - BAR_MSIX_TABLE, data, len, is_write);
+    } else if (off >= BAR_MSIX_PBA && off < BAR_MSIX_PBA + 8) {
+        msix_pba_io(&vdev->msix, off - BAR_MSIX_PBA, data, len, is_write);
+    }
+}
+
+static void virtio_bar_io(struct pci_device *pci, unsigned bar, uint64_t off, uint8_t *data,
+                          uint32_t len, bool is_write)
+{
+    struct virtio_device *vdev = pci->opaque;
+    if (bar != 0)
+        return;
+    pthread_mutex_lock(&vdev->lock);
+    virtio_bar_access(vdev, off, data, len, is_write);
+    pthread_mutex_unlock(&vdev->lock);
+}
+
+/* ---- PCI configuration space ---- */
+
+static void virtio_pci_cfg_window(struct virtio_device *vdev, uint8_t *data, unsigned len,
+                                  bool is_write)
+{
+    /* VIRTIO_PCI_CAP_PCI_CFG: config-space window onto the BAR (§4.1.4.9). */
+    const uint8_t *cap = vdev->pci.config + CAP_PCI_CFG;
+    uint32_t off = get32(cap + 8), alen = get32(cap + 12);
+    if (cap[4] != 0 || (alen != 1 && alen != 2 && alen != 4) || len < alen)
+        return;
+    pthread_mutex_lock(&vdev->lock);
+    virtio_bar_access(vdev, off, data, alen, is_write);
+    pthread_mutex_unlock(&vdev->lock);
+}
+
+static void virtio_config_read(struct pci_device *pci, unsigned off, uint8_t *data, unsigned len)
+{
+    if (off == CAP_PCI_CFG_DATA)
+        virtio_pci_cfg_window(pci->opaque, data, len, false);
+}
+
+static void virtio_config_written(struct pci_device *pci, unsigned off, unsigned len,
+                                  uint32_t value)
+{
+    struct virtio_device *vdev = pci->opaque;
+    uint8_t bytes[4];
+    memcpy(bytes, &value, 4);
+    if (off == CAP_PCI_CFG_DATA) {
+        virtio_pci_cfg_window(vdev, bytes, len, true);
+        return;
+    }
+    pthread_mutex_lock(&vdev->lock);
+    if (touches(off, len, CAP_MSIX + 2, 2))
+        msix_control_written(&vdev->msix);
+    /* The guest moved the BAR (or toggled decoding): kicks must follow it. */
+    if (vdev->ioeventfd_registered && pci_device_bar_address(pci, 0) != vdev->ioeventfd_bar) {
+        virtio_ioeventfds(vdev, false);
+        virtio_ioeventfds(vdev, true);
+    }
+    pthread_mutex_unlock(&vdev->lock);
+}
+
+static void add_vendor_cap(struct pci_device *pci, uint8_t at, uint8_t type, uint32_t offset,
+                           uint32_t length, unsigned cap_len)
+{
+    uint8_t cap[20] = {0x09, 0, (uint8_t)cap_len, type, 0 /* bar */};
+    put32(cap + 8, offset);
+    put32(cap + 12, length);
+    if (type == CFG_TYPE_NOTIFY)
+        put32(cap + 16, NOTIFY_MULTIPLIER);
+    pci_device_add_capability(pci, at, cap, cap_len);
+}
+
+static void virtio_build_config_space(struct virtio_device *vdev)
+{
+    struct pci_device *pci = &vdev->pci;
+    uint16_t type = vdev->ops->device_id;
+    uint32_t class_code =
+        type < ARRAY_SIZE(class_codes) && class_codes[type] ? class_codes[type] : 0x00ff00;
+    pci_device_init(pci, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_DEVICE_BASE + type), class_code,
+                    VIRTIO_PCI_VENDOR, (uint16_t)(0x40 + type));
+    pci->config[0x08] = 1;   /* revision 1: a modern device (§4.1.2.1) */
+    pci->config[0x3d] = 1;   /* INTA# */
+    pci->wmask[0x3c] = 0xff; /* interrupt line */
+    pci_device_set_bar(pci, 0, vdev->bar_addr, VIRTIO_PCI_BAR_SIZE, false);
+    add_vendor_cap(pci, CAP_PCI_CFG, CFG_TYPE_PCI, 0, 0, 20);
+    add_vendor_cap(pci, CAP_NOTIFY, CFG_TYPE_NOTIFY, BAR_NOTIFY,
+                   NOTIFY_MULTIPLIER * vdev->ops->num_queues, 20);
+    if (vdev->ops->config_size)
+        add_vendor_cap(pci, CAP_DEVICE, CFG_TYPE_DEVICE, BAR_DEVICE, vdev->ops->config_size, 16);
+    add_vendor_cap(pci, CAP_ISR, CFG_TYPE_ISR, BAR_ISR, 1, 16);
+    add_vendor_cap(pci, CAP_COMMON, CFG_TYPE_COMMON, BAR_COMMON, BAR_COMMON_SIZE, 16);
+    /* The PCI_CFG window's bar, offset, length and data fields are the driver's to write. */
+    memset(pci->wmask + CAP_PCI_CFG + 4, 0xff, 1);
+    memset(pci->wmask + CAP_PCI_CFG + 8, 0xff, 12);
+    pci->config_write = virtio_config_written;
+    pci->config_read = virtio_config_read;
+    pci->bar_io = virtio_bar_io;
+    pci->opaque = vdev;
+}
+
+/* ---- life cycle ---- */
+
+static void virtio_kick(void *opaque, uint32_t events)
+{
+    struct virtio_kick *k = opaque;
+    struct virtio_device *vdev = k->vdev;
+    unsigned q = k->queue;
+    uint64_t count;
+    if (read(vdev->kick_fd[q], &count, sizeof(count)) < 0)
+        return;
+    pthread_mutex_lock(&vdev->lock);
+    if (virtio_is_active(vdev) && vdev->queues[q].state.ready && !vdev->queues[q].broken)
+        vdev->ops->queue_notify(vdev, q);
+    pthread_mutex_unlock(&vdev->lock);
+    (void)events;
+}
+
+int virtio_pci_init(struct virtio_device *vdev, const struct guest_mem *mem,
+                    struct event_loop *loop, uint32_t bar_addr)
+{
+    if (vdev->ops->num_queues == 0 || vdev->ops->num_queues > VIRTIO_MAX_QUEUES ||
+        vdev->ops->config_size > BAR_DEVICE_MAX)
+        return -EINVAL;
+    pthread_mutex_init(&vdev->lock, NULL);
+    vdev->mem = mem;
+    vdev->loop = loop;
+    vdev->bar_addr = bar_addr;
+    vdev->vm_fd = -1;
+    for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+        vdev->kick_fd[q] = -1;
+    for (unsigned q = 0; q < vdev->ops->num_queues; q++) {
+        vdev->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (vdev->kick_fd[q] < 0)
+            return -errno;
+        vdev->kick[q] = (struct virtio_kick){vdev, q};
+        int ret = event_loop_add(loop, vdev->kick_fd[q], EPOLLIN, virtio_kick, &vdev->kick[q]);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+int virtio_pci_attach(struct virtio_device *vdev, int vm_fd, struct pci_bus *bus,
+                      struct irq_routing *routing, const struct irq_line *intx)
+{
+    pthread_mutex_lock(&vdev->lock);
+    vdev->vm_fd = vm_fd;
+    vdev->routing = routing;
+    vdev->ioeventfd_registered = false;
+    virtio_build_config_space(vdev);
+    int ret = msix_init(&vdev->msix, &vdev->pci, routing, vdev->ops->num_queues + 1, CAP_MSIX, 0,
+                        BAR_MSIX_TABLE, BAR_MSIX_PBA);
+    virtio_reset(vdev);
+    pthread_mutex_unlock(&vdev->lock);
+    if (ret < 0)
+        return ret;
+    int slot = pci_bus_add_device(bus, &vdev->pci);
+    if (slot < 0)
+        return slot;
+    vdev->intx = *intx;
+    vdev->intx.gsi = PCI_INTX_GSI(slot);
+    vdev->intx_level = false;
+    vdev->attached = true;
+    return 0;
+}
+
+void virtio_pci_detach(struct virtio_device *vdev)
+{
+    if (!vdev->attached)
+        return;
+    pthread_mutex_lock(&vdev->lock);
+    virtio_reset(vdev);
+    msix_destroy(&vdev->msix);
+    vdev->attached = false;
+    vdev->vm_fd = -1;
+    pthread_mutex_unlock(&vdev->lock);
+}
+
+void virtio_pci_destroy(struct virtio_device *vdev)
+{
+    virtio_pci_detach(vdev);
+    for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+        if (vdev->kick_fd[q] < 0)
+            continue;
+        close(vdev->kick_fd[q]);
+        vdev->kick_fd[q] = -1;
+    }
+    pthread_mutex_destroy(&vdev->lock);
+}
