@@ -156,6 +156,8 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img)
         else
             log_error("setting up the VM: %s", strerror(-ret));
         status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_VM_FAILED;
+    } else if ((ret = vm_add_devices(vm)) < 0) {
+        status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
     } else {
         enum vm_stop_reason reason = VM_STOP_NONE;
         ret = vm_run(vm, &reason);

@@ -9,6 +9,7 @@ enum kiln_exit {
     KILN_EXIT_BAD_IMAGE = 3,
     KILN_EXIT_NO_KVM = 4,
     KILN_EXIT_RESOURCES = 5,
+    KILN_EXIT_DEVICE = 6, /* a device backend (disk image, tap, port, socket) failed */
 };
 
 #endif

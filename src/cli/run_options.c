@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "arch/x86/layout.h"
+#include "cli/device_options.h"
 #include "util.h"
 
 const char run_options_usage[] =
@@ -30,7 +31,23 @@ const char run_options_usage[] =
     "      --no-reboot           exit when the guest reboots instead of restarting it\n"
     "\n"
     "Devices (virtio-pci):\n"
+    "      --disk PATH[,ro][,id=NAME][,cache=none|writeback]\n"
+    "                            a virtio-blk disk on a raw image or block device; repeat\n"
+    "                            for more. ro: read-only; id: the serial the guest sees;\n"
+    "                            cache=none bypasses the host page cache (O_DIRECT)\n"
+    "      --net tap=IFNAME[,mac=MAC]\n"
+    "                            a virtio-net NIC on an existing tap device\n"
+    "      --net user[,mac=MAC][,hostfwd=tcp::HOSTPORT-:GUESTPORT]...\n"
+    "                            a virtio-net NIC on user-mode networking (libslirp): DHCP,\n"
+    "                            NAT, no privileges; hostfwd forwards a host port inward\n"
+    "      --vsock cid=N,uds=PATH\n"
+    "                            a virtio-vsock device with guest CID N; the host reaches\n"
+    "                            it through the Unix socket PATH (\"CONNECT port\\n\"), and\n"
+    "                            guest connections to CID 2 port P reach PATH_P\n"
     "      --rng                 an entropy device fed from the host's getrandom()\n"
+    "      --console serial|virtio\n"
+    "                            which console this terminal is attached to: COM1\n"
+    "                            (ttyS0, the default) or a virtio-console port (hvc0)\n"
     "\n"
     "Console:\n"
     "      --console-log FILE    also write the guest's console output to FILE\n"
@@ -50,6 +67,8 @@ const char run_options_usage[] =
     "  3  the kernel or initrd could not be used (missing, unreadable, not a kernel)\n"
     "  4  KVM is unavailable (/dev/kvm missing or inaccessible, or lacks a feature)\n"
     "  5  the host cannot provide the resources (memory, threads)\n"
+    "  6  a device could not be set up (disk image missing or locked, tap device\n"
+    "     missing, host port in use, socket path unusable)\n"
     "\n"
     "Environment:\n"
     "  KILN_CACHE                where the default guest lives (default\n"
@@ -60,6 +79,10 @@ enum {
     OPT_NO_REBOOT,
     OPT_CONSOLE_LOG,
     OPT_RNG,
+    OPT_DISK,
+    OPT_NET,
+    OPT_VSOCK,
+    OPT_CONSOLE,
 };
 
 static const struct option run_long_options[] = {
@@ -73,6 +96,10 @@ static const struct option run_long_options[] = {
     {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
     {"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
     {"rng", no_argument, NULL, OPT_RNG},
+    {"disk", required_argument, NULL, OPT_DISK},
+    {"net", required_argument, NULL, OPT_NET},
+    {"vsock", required_argument, NULL, OPT_VSOCK},
+    {"console", required_argument, NULL, OPT_CONSOLE},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -132,6 +159,24 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         return 0;
     case OPT_RNG:
         cfg->rng = true;
+        return 0;
+    case OPT_DISK:
+        if (cfg->ndisks >= VM_MAX_DISKS)
+            return fail(err, errlen, "--disk: at most %d disks", VM_MAX_DISKS);
+        return parse_disk_option(arg, &cfg->disks[cfg->ndisks++], err, errlen);
+    case OPT_NET:
+        if (cfg->nnets >= VM_MAX_NETS)
+            return fail(err, errlen, "--net: at most %d network devices", VM_MAX_NETS);
+        return parse_net_option(arg, &cfg->nets[cfg->nnets++], err, errlen);
+    case OPT_VSOCK:
+        return parse_vsock_option(arg, &cfg->vsock, err, errlen);
+    case OPT_CONSOLE:
+        if (strcmp(arg, "serial") == 0)
+            cfg->console = CONSOLE_SERIAL;
+        else if (strcmp(arg, "virtio") == 0)
+            cfg->console = CONSOLE_VIRTIO;
+        else
+            return fail(err, errlen, "--console '%s': expected serial or virtio", arg);
         return 0;
     case 'v':
         (*verbosity)++;

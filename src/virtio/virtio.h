@@ -52,6 +52,8 @@ struct virtio_device_ops {
     void (*reset)(struct virtio_device *vdev);
     /* The driver kicked queue `q`. Runs on the event-loop thread with the device lock held. */
     void (*queue_notify)(struct virtio_device *vdev, unsigned q);
+    /* kiln exits: close the backend and free the device (vdev->opaque). NULL: free(opaque). */
+    void (*destroy)(struct virtio_device *vdev);
 };
 
 /* Transport state the guest can see: plain data, savable. */

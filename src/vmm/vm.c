@@ -16,7 +16,11 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "virtio/blk.h"
+#include "virtio/console.h"
+#include "virtio/net.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
 #include "virtio/virtio.h"
 
 /* Where KVM keeps the real-mode TSS and identity map on Intel; inside the hole, above devices. */
@@ -79,12 +83,30 @@ static void vm_on_reset(void *opaque)
     vm_request_stop(opaque, VM_STOP_RESET);
 }
 
-static void vm_on_uart_rx_ready(void *opaque)
+void vm_console_rx_ready(struct vm *vm)
 {
-    struct vm *vm = opaque;
     uint64_t one = 1;
     if (write(vm->rx_ready_fd, &one, sizeof(one)) < 0) {
         /* eventfd full cannot happen with one-increments; a missed wake-up only delays input */
+    }
+}
+
+static void vm_on_uart_rx_ready(void *opaque)
+{
+    vm_console_rx_ready(opaque);
+}
+
+static size_t vm_uart_receive(void *opaque, const uint8_t *buf, size_t len)
+{
+    return serial8250_receive(opaque, buf, len);
+}
+
+/* With --console virtio, COM1 still works but only the console log sees it. */
+static void vm_uart_log_only(void *opaque, const uint8_t *buf, size_t len)
+{
+    struct console *con = opaque;
+    if (con->log_fd >= 0 && write(con->log_fd, buf, len) < 0) {
+        /* the log is best effort */
     }
 }
 
@@ -98,7 +120,7 @@ static void vm_init_devices(struct vm *vm)
 {
     struct irq_line com1_irq = {vm_set_irq_level, vm, SERIAL8250_COM1_IRQ};
     serial8250_init(&vm->com1, &com1_irq);
-    vm->com1.output = console_output;
+    vm->com1.output = vm->config->console == CONSOLE_VIRTIO ? vm_uart_log_only : console_output;
     vm->com1.output_opaque = &vm->console;
     vm->com1.rx_ready = vm_on_uart_rx_ready;
     vm->com1.rx_ready_opaque = vm;
@@ -151,7 +173,7 @@ static int vm_register_devices(struct vm *vm)
 static void vm_feed_console(struct vm *vm)
 {
     struct console *con = &vm->console;
-    size_t done = serial8250_receive(&vm->com1, con->pending, con->pending_len);
+    size_t done = vm->console_receive(vm->console_receive_opaque, con->pending, con->pending_len);
     memmove(con->pending, con->pending + done, con->pending_len - done);
     con->pending_len -= done;
     /* Read more only when everything read so far reached the guest: backpressure. */
@@ -251,8 +273,6 @@ static int vm_init_event_loop(struct vm *vm)
     return 0;
 }
 
-static int vm_create_virtio_devices(struct vm *vm);
-
 int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
               const struct boot_images *images)
 {
@@ -286,11 +306,11 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
     }
     vm_init_devices(vm);
     vm->next_bar = (uint32_t)X86_PCI_MMIO_START;
+    vm->console_receive = vm_uart_receive;
+    vm->console_receive_opaque = &vm->com1;
     ret = vm_register_devices(vm);
     if (ret == 0)
         ret = vm_init_event_loop(vm);
-    if (ret == 0)
-        ret = vm_create_virtio_devices(vm);
     return ret;
 }
 
@@ -307,20 +327,33 @@ int vm_add_virtio(struct vm *vm, struct virtio_device *vdev)
     return 0;
 }
 
-static int vm_create_virtio_devices(struct vm *vm)
+static int vm_add_rng(struct vm *vm)
 {
-    if (vm->config->rng) {
-        struct virtio_rng *rng = calloc(1, sizeof(*rng));
-        if (!rng)
-            return -ENOMEM;
-        virtio_rng_init(rng);
-        int ret = vm_add_virtio(vm, &rng->vdev);
-        if (ret < 0) {
-            free(rng);
-            return ret;
-        }
-    }
-    return 0;
+    struct virtio_rng *rng = calloc(1, sizeof(*rng));
+    if (!rng)
+        return -ENOMEM;
+    virtio_rng_init(rng);
+    int ret = vm_add_virtio(vm, &rng->vdev);
+    if (ret < 0)
+        free(rng);
+    return ret;
+}
+
+int vm_add_devices(struct vm *vm)
+{
+    const struct vm_config *cfg = vm->config;
+    int ret = 0;
+    for (unsigned i = 0; ret == 0 && i < cfg->ndisks; i++)
+        ret = virtio_blk_create(vm, &cfg->disks[i]);
+    for (unsigned i = 0; ret == 0 && i < cfg->nnets; i++)
+        ret = virtio_net_create(vm, &cfg->nets[i], i);
+    if (ret == 0 && cfg->vsock.enabled)
+        ret = virtio_vsock_create(vm, &cfg->vsock);
+    if (ret == 0 && cfg->rng)
+        ret = vm_add_rng(vm);
+    if (ret == 0 && cfg->console == CONSOLE_VIRTIO)
+        ret = virtio_console_create(vm);
+    return ret;
 }
 
 static int vm_setup_kvm(struct vm *vm)
@@ -476,8 +509,12 @@ void vm_destroy(struct vm *vm)
             close(fds[i]);
     vm_destroy_devices(vm);
     for (unsigned i = 0; i < vm->nvirtio; i++) {
-        virtio_pci_destroy(vm->virtio[i]);
-        free(vm->virtio[i]->opaque);
+        struct virtio_device *vdev = vm->virtio[i];
+        virtio_pci_destroy(vdev);
+        if (vdev->ops->destroy)
+            vdev->ops->destroy(vdev);
+        else
+            free(vdev->opaque);
     }
     bus_destroy(&vm->pio_bus);
     bus_destroy(&vm->mmio_bus);

@@ -59,6 +59,9 @@ struct vm {
     struct virtio_device *virtio[VM_MAX_VIRTIO_DEVICES];
     unsigned nvirtio;
     uint32_t next_bar; /* next free address in the PCI MMIO window */
+    /* Where console input goes: COM1, or a virtio-console port with --console virtio. */
+    size_t (*console_receive)(void *opaque, const uint8_t *buf, size_t len);
+    void *console_receive_opaque;
 
     struct event_loop loop;
     int signal_fd;    /* SIGINT, SIGTERM, SIGHUP: the user wants the VM gone */
@@ -95,6 +98,12 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
  * to the event loop. It is attached to the KVM VM at every boot. Returns 0 or -errno.
  */
 int vm_add_virtio(struct vm *vm, struct virtio_device *vdev);
+
+/* Creates the virtio devices the configuration asks for. Returns 0 or -errno (logged). */
+int vm_add_devices(struct vm *vm);
+
+/* The console input sink can take more bytes again (any thread). */
+void vm_console_rx_ready(struct vm *vm);
 
 /* Port and MMIO exits from vCPU threads. */
 void vm_handle_pio(struct vm *vm, uint16_t port, uint8_t *data, uint32_t len, bool is_write);

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <limits.h>
+
 enum kernel_format {
     KERNEL_FORMAT_AUTO,    /* bzImage or ELF, by magic number */
     KERNEL_FORMAT_BZIMAGE, /* Linux x86 boot protocol, 64-bit entry */
@@ -15,6 +17,56 @@ enum kernel_format {
 #define VM_DEFAULT_MEMORY (256ULL << 20)
 #define VM_DEFAULT_CMDLINE "console=ttyS0 panic=1"
 #define VM_MAX_CPUS 1024
+#define VM_MAX_DISKS 8
+#define VM_MAX_NETS 4
+#define VM_MAX_HOSTFWD 8
+
+enum disk_cache {
+    DISK_CACHE_WRITEBACK, /* host page cache; flushes are fdatasync()ed */
+    DISK_CACHE_NONE,      /* O_DIRECT */
+};
+
+/* --disk PATH[,ro][,id=NAME][,cache=none|writeback] */
+struct disk_config {
+    char path[4096];
+    bool readonly;
+    char id[21]; /* VIRTIO_BLK_ID_BYTES (20) + NUL; empty: none */
+    enum disk_cache cache;
+};
+
+enum net_backend {
+    NET_TAP,  /* --net tap=IFNAME */
+    NET_USER, /* --net user: libslirp, no privileges needed */
+};
+
+struct net_hostfwd {
+    bool udp;
+    uint32_t host_addr; /* IPv4, host byte order; 0 = any */
+    uint16_t host_port;
+    uint16_t guest_port;
+};
+
+/* --net tap=IFNAME[,mac=MAC] | --net user[,mac=MAC][,hostfwd=tcp::HOSTPORT-:GUESTPORT]... */
+struct net_config {
+    enum net_backend backend;
+    char ifname[16]; /* IFNAMSIZ */
+    uint8_t mac[6];
+    bool has_mac;
+    struct net_hostfwd hostfwd[VM_MAX_HOSTFWD];
+    unsigned nhostfwd;
+};
+
+/* --vsock cid=N,uds=PATH */
+struct vsock_config {
+    bool enabled;
+    uint32_t guest_cid;
+    char uds_path[108]; /* sun_path */
+};
+
+enum console_kind {
+    CONSOLE_SERIAL, /* stdio is COM1 (ttyS0) */
+    CONSOLE_VIRTIO, /* stdio is a virtio-console port (hvc0); COM1 output goes to the log */
+};
 
 struct vm_config {
     const char *kernel_path;
@@ -27,6 +79,12 @@ struct vm_config {
     const char *console_log;
     const char *kvm_path;
     bool rng; /* virtio-rng device */
+    struct disk_config disks[VM_MAX_DISKS];
+    unsigned ndisks;
+    struct net_config nets[VM_MAX_NETS];
+    unsigned nnets;
+    struct vsock_config vsock;
+    enum console_kind console;
 };
 
 #endif
