@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "hw/msix.h"
+#include "util.h"
 #include "hw/pci.h"
 #include "virtio/virtqueue.h"
 #include "vmm/irq.h"
@@ -95,6 +96,8 @@ struct virtio_device {
     struct msix msix;
     struct irq_line intx;
     bool intx_level;
+    bool bus_master;            /* PCI command bit: may the device touch guest memory */
+    struct ratelimit error_log; /* guest mistakes are logged, but not without bound */
     /* The VM's pieces the transport uses. */
     int vm_fd;
     const struct guest_mem *mem;

@@ -50,6 +50,12 @@
 #define CFG_TYPE_DEVICE 4
 #define CFG_TYPE_PCI 5
 
+#define PCI_COMMAND 0x04
+#define PCI_COMMAND_MASTER 0x0004
+#define PCI_COMMAND_INTX_DISABLE 0x0400
+#define PCI_STATUS 0x06
+#define PCI_STATUS_INTERRUPT 0x08
+
 #define ISR_QUEUE 1
 #define ISR_CONFIG 2
 
@@ -80,8 +86,19 @@ bool virtio_is_active(const struct virtio_device *vdev)
 
 /* ---- interrupts ---- */
 
-static void virtio_set_intx(struct virtio_device *vdev, bool level)
+static uint16_t pci_command(const struct virtio_device *vdev)
 {
+    return (uint16_t)(vdev->pci.config[PCI_COMMAND] | vdev->pci.config[PCI_COMMAND + 1] << 8);
+}
+
+/*
+ * INTA# follows the ISR, unless the driver disabled INTx in the command register or uses
+ * MSI-X (PCI 3.0 §6.2.2, §6.8.2). Recomputed whenever any of the three changes.
+ */
+static void virtio_update_intx(struct virtio_device *vdev)
+{
+    bool level = vdev->state.isr != 0 && !(pci_command(vdev) & PCI_COMMAND_INTX_DISABLE) &&
+                 !msix_enabled(&vdev->msix);
     if (vdev->intx_level == level)
         return;
     vdev->intx_level = level;
@@ -90,12 +107,12 @@ static void virtio_set_intx(struct virtio_device *vdev, bool level)
 
 static void virtio_raise(struct virtio_device *vdev, uint16_t vector, uint8_t isr_bit)
 {
-    if (msix_enabled(&vdev->msix)) {
-        msix_notify(&vdev->msix, vector);
-        return;
-    }
+    /* §4.1.4.5.1: the ISR bit is set even when the notification goes out as an MSI-X. */
     vdev->state.isr |= isr_bit;
-    virtio_set_intx(vdev, true);
+    if (msix_enabled(&vdev->msix))
+        msix_notify(&vdev->msix, vector);
+    else
+        virtio_update_intx(vdev);
 }
 
 void virtio_queue_interrupt(struct virtio_device *vdev, unsigned q)
@@ -113,10 +130,10 @@ void virtio_config_interrupt(struct virtio_device *vdev)
 
 void virtio_set_needs_reset(struct virtio_device *vdev, const char *why)
 {
-    static const char fmt[] = "virtio-%s: %s; the device needs a reset";
     if (vdev->state.status & VIRTIO_STATUS_NEEDS_RESET)
         return;
-    log_warn(fmt, vdev->ops->name, why);
+    if (ratelimit_allow(&vdev->error_log))
+        log_warn("virtio-%s: %s; the device needs a reset", vdev->ops->name, why);
     vdev->state.status |= VIRTIO_STATUS_NEEDS_RESET;
     virtio_config_interrupt(vdev);
 }
@@ -125,13 +142,8 @@ void virtio_set_needs_reset(struct virtio_device *vdev, const char *why)
 
 static void virtio_kick(void *opaque, uint32_t events);
 
-static void virtio_ioeventfds(struct virtio_device *vdev, bool assign)
+static void virtio_ioeventfds_set(struct virtio_device *vdev, uint32_t bar, bool assign)
 {
-    if (vdev->ioeventfd_registered == assign)
-        return;
-    uint32_t bar = assign ? pci_device_bar_address(&vdev->pci, 0) : vdev->ioeventfd_bar;
-    if (!bar)
-        return; /* memory decoding off: MMIO kicks cannot arrive either */
     for (unsigned q = 0; q < vdev->ops->num_queues; q++) {
         struct kvm_ioeventfd io = {
             .addr = bar + BAR_NOTIFY + q * NOTIFY_MULTIPLIER,
@@ -143,8 +155,25 @@ static void virtio_ioeventfds(struct virtio_device *vdev, bool assign)
             log_warn("virtio-%s: ioeventfd for queue %u: %s (kicks will exit to kiln)",
                      vdev->ops->name, q, strerror(errno));
     }
-    vdev->ioeventfd_registered = assign;
-    vdev->ioeventfd_bar = bar;
+}
+
+/*
+ * Kicks take the fast path (an ioeventfd, no exit to kiln) while the driver is running and
+ * the BAR decodes; they follow the BAR when the guest moves it.
+ */
+static void virtio_sync_ioeventfds(struct virtio_device *vdev)
+{
+    uint32_t bar = pci_device_bar_address(&vdev->pci, 0);
+    bool want = (vdev->state.status & VIRTIO_STATUS_DRIVER_OK) && bar != 0;
+    if (vdev->ioeventfd_registered && (!want || bar != vdev->ioeventfd_bar)) {
+        virtio_ioeventfds_set(vdev, vdev->ioeventfd_bar, false);
+        vdev->ioeventfd_registered = false;
+    }
+    if (want && !vdev->ioeventfd_registered) {
+        virtio_ioeventfds_set(vdev, bar, true);
+        vdev->ioeventfd_registered = true;
+        vdev->ioeventfd_bar = bar;
+    }
 }
 
 static void virtio_kick_queue(struct virtio_device *vdev, unsigned q)
@@ -161,7 +190,8 @@ static void virtio_reset(struct virtio_device *vdev)
 {
     if (vdev->ops->reset)
         vdev->ops->reset(vdev);
-    virtio_ioeventfds(vdev, false);
+    vdev->state.status = 0;
+    virtio_sync_ioeventfds(vdev);
     for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
         virtq_disable(&vdev->queues[q]);
         memset(&vdev->queues[q].state, 0, sizeof(vdev->queues[q].state));
@@ -176,7 +206,7 @@ static void virtio_reset(struct virtio_device *vdev)
     vdev->state.queue_select = 0;
     vdev->state.config_msix_vector = MSIX_NO_VECTOR;
     vdev->state.isr = 0;
-    virtio_set_intx(vdev, false);
+    virtio_update_intx(vdev);
 }
 
 static void virtio_features_ok(struct virtio_device *vdev, uint8_t *status)
@@ -189,7 +219,7 @@ static void virtio_features_ok(struct virtio_device *vdev, uint8_t *status)
 
 static void virtio_driver_ok(struct virtio_device *vdev)
 {
-    virtio_ioeventfds(vdev, true);
+    virtio_sync_ioeventfds(vdev);
     if (vdev->ops->activate && vdev->ops->activate(vdev) != 0)
         virtio_set_needs_reset(vdev, "could not start its backend");
     /* Buffers made available before DRIVER_OK were not kicked through the ioeventfd. */
@@ -207,8 +237,11 @@ static void virtio_write_status(struct virtio_device *vdev, uint8_t status)
     uint8_t old = vdev->state.status;
     if ((status & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK))
         virtio_features_ok(vdev, &status);
-    /* NEEDS_RESET is the device's to set; the driver cannot clear it. */
-    status = (uint8_t)((status & ~VIRTIO_STATUS_NEEDS_RESET) | (old & VIRTIO_STATUS_NEEDS_RESET));
+    /*
+     * §2.1.2: the driver never clears a status bit except by writing 0, and NEEDS_RESET is
+     * the device's alone. Keeping bits sticky also means activate runs once per reset.
+     */
+    status = (uint8_t)((status & ~VIRTIO_STATUS_NEEDS_RESET) | old);
     vdev->state.status = status;
     if ((status & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK))
         virtio_driver_ok(vdev);
@@ -392,7 +425,7 @@ static void virtio_bar_access(struct virtio_device *vdev, uint64_t off, uint8_t 
             memset(data, 0, len);
             data[0] = vdev->state.isr;
             vdev->state.isr = 0;
-            virtio_set_intx(vdev, false);
+            virtio_update_intx(vdev);
         }
     } else if (off >= BAR_DEVICE && off < BAR_DEVICE + BAR_DEVICE_MAX) {
         virtio_device_config(vdev, off - BAR_DEVICE, data, len, is_write);
@@ -435,8 +468,16 @@ static void virtio_pci_cfg_window(struct virtio_device *vdev, uint8_t *data, uns
 
 static void virtio_config_read(struct pci_device *pci, unsigned off, uint8_t *data, unsigned len)
 {
-    if (off == CAP_PCI_CFG_DATA)
-        virtio_pci_cfg_window(pci->opaque, data, len, false);
+    struct virtio_device *vdev = pci->opaque;
+    if (off == CAP_PCI_CFG_DATA) {
+        virtio_pci_cfg_window(vdev, data, len, false);
+    } else if (touches(off, len, PCI_STATUS, 1)) {
+        /* Status bit 3, Interrupt Status: INTx is pending (§6.2.3), whatever its masking. */
+        pthread_mutex_lock(&vdev->lock);
+        if (vdev->state.isr)
+            data[PCI_STATUS - off] |= PCI_STATUS_INTERRUPT;
+        pthread_mutex_unlock(&vdev->lock);
+    }
 }
 
 static void virtio_config_written(struct pci_device *pci, unsigned off, unsigned len,
@@ -452,11 +493,15 @@ static void virtio_config_written(struct pci_device *pci, unsigned off, unsigned
     pthread_mutex_lock(&vdev->lock);
     if (touches(off, len, CAP_MSIX + 2, 2))
         msix_control_written(&vdev->msix);
-    /* The guest moved the BAR (or toggled decoding): kicks must follow it. */
-    if (vdev->ioeventfd_registered && pci_device_bar_address(pci, 0) != vdev->ioeventfd_bar) {
-        virtio_ioeventfds(vdev, false);
-        virtio_ioeventfds(vdev, true);
-    }
+    virtio_sync_ioeventfds(vdev);
+    virtio_update_intx(vdev);
+    /* Bus mastering back on: work queued while DMA was off can proceed now. */
+    bool master = pci_command(vdev) & PCI_COMMAND_MASTER;
+    if (master && !vdev->bus_master && virtio_is_active(vdev))
+        for (unsigned q = 0; q < vdev->ops->num_queues; q++)
+            if (vdev->queues[q].state.ready)
+                virtio_kick_queue(vdev, q);
+    vdev->bus_master = master;
     pthread_mutex_unlock(&vdev->lock);
 }
 
@@ -510,7 +555,9 @@ static void virtio_kick(void *opaque, uint32_t events)
     if (read(vdev->kick_fd[q], &count, sizeof(count)) < 0)
         return;
     pthread_mutex_lock(&vdev->lock);
-    if (virtio_is_active(vdev) && vdev->queues[q].state.ready && !vdev->queues[q].broken)
+    /* Without bus mastering the device may not touch guest memory (PCI 3.0 §6.2.2). */
+    if (virtio_is_active(vdev) && vdev->bus_master && vdev->queues[q].state.ready &&
+        !vdev->queues[q].broken)
         vdev->ops->queue_notify(vdev, q);
     pthread_mutex_unlock(&vdev->lock);
     (void)events;
@@ -548,6 +595,8 @@ int virtio_pci_attach(struct virtio_device *vdev, int vm_fd, struct pci_bus *bus
     vdev->vm_fd = vm_fd;
     vdev->routing = routing;
     vdev->ioeventfd_registered = false;
+    vdev->bus_master = false;
+    vdev->error_log = (struct ratelimit)RATELIMIT_INIT(5, 5);
     virtio_build_config_space(vdev);
     int ret = msix_init(&vdev->msix, &vdev->pci, routing, vdev->ops->num_queues + 1, CAP_MSIX, 0,
                         BAR_MSIX_TABLE, BAR_MSIX_PBA);

@@ -456,6 +456,123 @@ def t_fault(a, c):
         c.line(res, "fault: rebooted after the fault")
 
 
+# ---- virtio-pci (guest/micro/virtio*.S, kiln run --rng) ----
+
+VIRTIO_RNG_CHECKS = [f"virtio-rng-{n}" for n in (
+    "found", "modern-revision", "bar0", "pci-command", "capabilities", "structures-in-bar0",
+    "version-1-offered", "features-ok", "num-queues", "queue-enable", "driver-ok", "used",
+    "used-id", "used-len", "random", "isr-queue-bit", "isr-read-clears", "fresh-bytes",
+    "intx-routing", "intx-interrupt", "intx-isr-queue-bit", "intx-deasserted",
+    "intx-disable-honoured", "pci-status-intx-pending", "isr-queue-bit-intx-off",
+    "pci-status-intx-clear", "msix-enable-quiets-intx", "msix-vectors", "msix-driver-ok",
+    "msix-used", "msix-interrupt",
+    "msix-masked", "msix-pending-bit", "msix-unmask-delivers", "msix-pending-cleared",
+    "msix-bad-vector", "msix-no-intx", "event-idx-features-ok", "event-idx-suppresses",
+    "event-idx-notifies", "event-idx-avail-event", "reset", "no-stray-interrupts")]
+
+# Malformed rings: the device must ask for a reset, then work again after one.
+HOSTILE_RING_CASES = [
+    "chain-loop", "chain-self-loop", "chain-next-out-of-table", "head-out-of-table",
+    "desc-on-lapic", "desc-on-own-bar", "desc-past-ram", "desc-addr-wraps", "desc-4g-len",
+    "desc-readable-after-writable", "indirect-nested", "indirect-with-next",
+    "indirect-bad-len", "indirect-empty", "indirect-on-lapic", "indirect-loop",
+    "indirect-next-out-of-table", "indirect-huge-table", "indirect-300-segments",
+    "avail-idx-ahead", "avail-idx-backwards",
+    "queue-desc-on-lapic", "queue-used-past-ram", "queue-avail-wraps", "queue-desc-on-own-bar",
+    "queue-desc-misaligned", "queue-desc-past-ram",
+    "features-no-version-1", "features-unoffered", "msix-needs-reset", "flood"]
+# Cases checked by their recovery alone (they only have to be survived).
+HOSTILE_SURVIVED = [
+    "register-junk", "notify-abuse", "pci-cfg-window-junk", "bar-move-back", "bus-master",
+    "rings-overlap", "bar-fuzz", "config-fuzz-device", "config-fuzz-bridge"]
+HOSTILE_OTHER = [
+    "setup", "baseline", "needs-reset-notifies", "good-chain-of-queue-size",
+    "good-indirect-write-flag", "good-direct-then-indirect", "feature-select-beyond",
+    "absent-queue", "pci-cfg-window-read", "decode-off-unclaimed", "decode-toggle",
+    "bar-move-old-unclaimed", "bar-move", "bus-master-off-no-dma", "bus-master-on-serves",
+    "msix-needs-reset-config-vector", "msix-needs-reset-isr-config-bit",
+    "config-readonly-intact", "config-capabilities-intact", "bridge-readonly-intact",
+    "final-request", "no-stray-interrupts"]
+HOSTILE_CHECKS = ([f"hostile-{n}" for n in HOSTILE_RING_CASES + HOSTILE_OTHER] +
+                  [f"hostile-{n}-recovered" for n in HOSTILE_RING_CASES + HOSTILE_SURVIVED])
+
+# What a sanitizer, a crash or an abort leaves on kiln's stderr.
+CRASH_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+               "runtime error:", "Segmentation fault", "Aborted", "core dumped", "SUMMARY:")
+
+# A hostile guest causes a thousand NEEDS_RESET events in well under a second; kiln's
+# warnings about them must be rate-limited (a guest must not flood the host's log).
+NEEDS_RESET_LOG_MAX = 50
+
+
+def no_crash_report(c, res):
+    bad = [l for l in res.err.splitlines() if any(m in l for m in CRASH_MARKS)]
+    c.check(not bad, "no sanitizer report or crash on stderr" + (f": {bad[:3]}" if bad else ""))
+
+
+def t_virtio_rng(a, c):
+    need_kvm()
+    res = run_kiln(a.kiln, raw(a.guest, "--rng"), timeout=30)
+    print(res.describe())
+    c.rc(res, OK)
+    c.no_guest_failures(res)
+    c.passes(res, VIRTIO_RNG_CHECKS)
+    c.line(res, "virtio-rng: done, failures 0")
+    m = [re.fullmatch(r"virtio-rng: bytes ([0-9a-f]{32})\.\.\.", l) for l in res.lines]
+    m = [x for x in m if x]
+    c.check(bool(m) and int(m[0].group(1), 16) != 0, "the guest printed random bytes")
+    no_crash_report(c, res)
+    c.check("needs a reset" not in res.err, "a well-behaved driver never made the device "
+                                             "ask for a reset")
+    done = [t for l, t in res.first_seen.items() if l.startswith("virtio-rng: done")]
+    if done:
+        print(f"timing: guest done after {done[0] * 1000:.1f} ms, kiln exited after "
+              f"{res.elapsed * 1000:.1f} ms")
+
+
+def t_virtio_hostile(a, c):
+    need_kvm()
+    args = raw(a.guest, "--rng")
+    cmdline = ([f"seed={a.seed}"] if a.seed else []) + (["reboot=1"] if a.reboot else [])
+    if cmdline:
+        args += ["--cmdline", " ".join(cmdline)]
+    res = run_kiln(a.kiln, args, timeout=60)
+    print(res.describe())
+    c.rc(res, OK)
+    c.no_guest_failures(res)
+    c.passes(res, HOSTILE_CHECKS)
+    c.check(any(re.fullmatch(r"hostile: done, cases \d+, failures 0", l) for l in res.lines),
+            "the guest finished all cases without a failure")
+    if a.seed:
+        c.line(res, f"hostile: seed {a.seed}")
+    if a.reboot:
+        # the VM was reset with the device live; the second boot checks its power-on state
+        c.line(res, "hostile: resetting the VM with the device live")
+        c.check(res.lines.count("hostile: second boot") == 1, "exactly one second boot")
+        c.passes(res, [f"hostile-reboot-{n}" for n in (
+            "found", "pci-command", "bar0", "capabilities", "msix-off", "msix-masked",
+            "device-reset", "works")])
+        c.line(res, "hostile: second boot done, failures 0")
+    no_crash_report(c, res)
+    errs = [l for l in res.err.splitlines() if l]
+    c.check(all(l.startswith("kiln: ") for l in errs),
+            "every stderr line is one of kiln's own messages")
+    warned = [l for l in errs if "needs a reset" in l]
+    events = 0
+    for l in res.lines:
+        m = re.fullmatch(r"hostile: flood: (\d+) needs-reset events", l)
+        if m:
+            events = int(m.group(1))
+    c.check(bool(warned), f"kiln warned that the device needs a reset ({len(warned)} lines)")
+    c.check(len(warned) <= NEEDS_RESET_LOG_MAX,
+            f"those warnings are rate-limited: at most {NEEDS_RESET_LOG_MAX} lines for the "
+            f"guest's {events}+ NEEDS_RESET events (got {len(warned)})")
+    done = [t for l, t in res.first_seen.items() if l.startswith("hostile: done")]
+    if done:
+        print(f"timing: guest done after {done[0] * 1000:.1f} ms, kiln exited after "
+              f"{res.elapsed * 1000:.1f} ms")
+
+
 # ---- bad input to `kiln run` ----
 
 def expect_error(c, res, rc):
@@ -548,6 +665,8 @@ TESTS = {
     "reset": t_reset,
     "echo": t_echo,
     "fault": t_fault,
+    "virtio-rng": t_virtio_rng,
+    "virtio-hostile": t_virtio_hostile,
     "bad-missing-kernel": bad_file_test(None),
     "bad-dir-kernel": bad_file_test("dir"),
     "bad-empty-kernel": bad_file_test(b"", "raw"),
@@ -577,6 +696,9 @@ def main():
                    help="echo: how the input comes")
     p.add_argument("--resets", type=int, default=1, help="reset: how many times")
     p.add_argument("--cmdline", default="", help="smp: extra command line (finish=ap reboot=1)")
+    p.add_argument("--seed", type=int, default=0, help="virtio-hostile: PRNG seed (0: default)")
+    p.add_argument("--reboot", action="store_true",
+                   help="virtio-hostile: then reset the VM with the device live")
     p.add_argument("test", choices=sorted(TESTS))
     a = p.parse_args()
     a.kiln = os.path.abspath(a.kiln)
