@@ -126,6 +126,10 @@ static void boot_tables_identity_map(void **state)
     const uint64_t *gdt = guest_mem_ptr(&mem, X86_GDT_ADDR, 32);
     assert_int_equal(gdt[X86_SEL_CODE64 / 8] & (1ULL << 53), 1ULL << 53); /* L bit */
     assert_int_equal(gdt[X86_SEL_CODE32 / 8] & (1ULL << 54), 1ULL << 54); /* D bit */
+    /* The reset vector writes the reset value to the ACPI reset register (port 0x604). */
+    const uint8_t *rv = guest_mem_ptr(&mem, X86_RESET_VECTOR, 16);
+    const uint8_t expect[] = {0xb0, 0x01, 0xba, 0x04, 0x06, 0xee, 0xf4};
+    assert_memory_equal(rv, expect, sizeof(expect));
     guest_mem_free(&mem);
 }
 

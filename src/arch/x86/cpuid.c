@@ -8,7 +8,9 @@
 
 #include "vmm/kvm.h"
 
+#define CPUID_1_ECX_VMX (1u << 5)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
+#define CPUID_80000001_ECX_SVM (1u << 2)
 #define CPUID_1_EDX_HTT (1u << 28)
 
 /* x2APIC topology levels (leaf 0xb / 0x1f, ECX[15:8]). */
@@ -55,6 +57,7 @@ void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus)
             /* EBX: initial APIC ID in [31:24], logical processors per package in [23:16]. */
             e->ebx = (e->ebx & 0x0000ffffu) | (index << 24) | ((ncpus & 0xff) << 16);
             e->ecx |= CPUID_1_ECX_HYPERVISOR;
+            e->ecx &= ~CPUID_1_ECX_VMX; /* kiln offers no nested virtualization */
             if (ncpus > 1)
                 e->edx |= CPUID_1_EDX_HTT;
             break;
@@ -65,6 +68,13 @@ void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus)
         case 0xb:
         case 0x1f:
             cpuid_patch_topology_leaf(e, index, ncpus);
+            break;
+        case 0x80000001:
+            e->ecx &= ~CPUID_80000001_ECX_SVM;
+            break;
+        case 0x8000000a:
+            /* SVM feature leaf: nothing to report without SVM. */
+            e->eax = e->ebx = e->ecx = e->edx = 0;
             break;
         case 0x80000008:
             /* AMD: ECX[7:0] = cores - 1, ECX[15:12] = APIC ID bits for the core number. */

@@ -9,6 +9,7 @@
  *   0x0008_f000  initial stack top for raw images (grows down)
  *   0x0009_fc00  start of the reserved EBDA / VGA / BIOS area (not RAM in the e820 map)
  *   0x000e_0000  ACPI tables, RSDP first (the BIOS area Linux scans for the RSDP)
+ *   0x000f_fff0  reset vector: a stub that resets the VM through the ACPI reset register
  *   0x0010_0000  kernel (bzImage protected-mode part, raw image, or ELF segments)
  *   ...          initrd, placed at the top of low RAM below initrd_addr_max
  *   0xc000_0000  32-bit PCI MMIO hole (devices, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000)
@@ -29,6 +30,7 @@
 #define X86_EBDA_START 0x9fc00ULL
 #define X86_ACPI_ADDR 0xe0000ULL
 #define X86_ACPI_SIZE 0x20000ULL
+#define X86_RESET_VECTOR 0xffff0ULL /* where a CPU reset (and Linux's "BIOS reboot") jumps */
 #define X86_KERNEL_ADDR 0x100000ULL
 #define X86_RAW_LOAD_ADDR 0x100000ULL
 

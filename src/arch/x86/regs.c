@@ -8,6 +8,7 @@
 
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
+#include "hw/pm.h"
 #include "mem/guest_mem.h"
 #include "util.h"
 
@@ -43,8 +44,28 @@ static const uint64_t boot_gdt[] = {
     0x00cf93000000ffffULL, /* 0x18: data */
 };
 
+/*
+ * Real-mode code at the reset vector. There is no BIOS, but guests still jump here to
+ * reboot: Linux does on hardware-reduced ACPI platforms, where it picks EFI, then "BIOS"
+ * reboot (machine_real_restart). Write the ACPI reset value to the reset register, which
+ * restarts the VM in kiln, and halt should that ever return.
+ */
+static const uint8_t reset_vector_stub[] = {
+    0xb0,
+    PM_RESET_VALUE, /* mov al, PM_RESET_VALUE */
+    0xba,
+    (PM_BASE + PM_RESET) & 0xff,
+    (PM_BASE + PM_RESET) >> 8, /* mov dx, reset register */
+    0xee,                      /* out dx, al */
+    0xf4,                      /* 1: hlt */
+    0xeb,
+    0xfd, /* jmp 1b */
+};
+
 int x86_write_boot_tables(const struct guest_mem *mem)
 {
+    if (guest_mem_write(mem, X86_RESET_VECTOR, reset_vector_stub, sizeof(reset_vector_stub)) < 0)
+        return -EFAULT;
     if (guest_mem_write(mem, X86_GDT_ADDR, boot_gdt, sizeof(boot_gdt)) < 0)
         return -EFAULT;
     uint64_t *pml4 = guest_mem_ptr(mem, X86_PML4_ADDR, 4096);
