@@ -127,6 +127,9 @@ while read -r mod params; do
 	# shellcheck disable=SC2086 # params are word-split on purpose
 	insmod "/lib/modules/$kver/$mod" $params 2>/dev/null || failed="$failed ${mod##*/}"
 done </etc/modules.load
+# With console=hvc0 the console device only exists once virtio_console is loaded: reopen it
+# so the lines below reach it.
+if (exec </dev/console) 2>/dev/null; then exec </dev/console >/dev/console 2>&1; fi
 [ -n "$failed" ] && echo "kiln-guest: modules that failed to load:$failed"
 echo "kiln-guest: ready"
 echo "kiln-guest: uptime $(cat /proc/uptime)"

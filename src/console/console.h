@@ -12,6 +12,7 @@
 
 #define CONSOLE_ESCAPE_CHAR 0x01 /* Ctrl-A, as in QEMU */
 #define CONSOLE_PENDING_MAX 4096
+#define CONSOLE_READ_CHUNK 256
 
 enum console_action {
     CONSOLE_ACTION_NONE,

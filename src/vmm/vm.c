@@ -176,16 +176,21 @@ static void vm_feed_console(struct vm *vm)
     size_t done = vm->console_receive(vm->console_receive_opaque, con->pending, con->pending_len);
     memmove(con->pending, con->pending + done, con->pending_len - done);
     con->pending_len -= done;
-    /* Read more only when everything read so far reached the guest: backpressure. */
+    /*
+     * Backpressure: stop reading the terminal only when the backlog is nearly full, so a
+     * guest that takes no input still cannot keep Ctrl-A x from being seen.
+     */
     if (!con->input_closed)
-        event_loop_modify(&vm->loop, con->in_fd, con->pending_len ? 0 : EPOLLIN);
+        event_loop_modify(&vm->loop, con->in_fd,
+                          con->pending_len > CONSOLE_PENDING_MAX - CONSOLE_READ_CHUNK ? 0
+                                                                                      : EPOLLIN);
 }
 
 static void vm_on_console_input(void *opaque, uint32_t events)
 {
     struct vm *vm = opaque;
     struct console *con = &vm->console;
-    uint8_t buf[256];
+    uint8_t buf[CONSOLE_READ_CHUNK];
     if (con->pending_len > CONSOLE_PENDING_MAX - sizeof(buf))
         return; /* no room to filter into; rx_ready resumes reading */
     ssize_t n = read(con->in_fd, buf, sizeof(buf));
