@@ -131,10 +131,52 @@ done </etc/modules.load
 # so the lines below reach it.
 if (exec </dev/console) 2>/dev/null; then exec </dev/console >/dev/console 2>&1; fi
 [ -n "$failed" ] && echo "kiln-guest: modules that failed to load:$failed"
+# With a network device, bring it up by DHCP (kiln --net user answers at once; a tap
+# network may have no DHCP server: then give up after 5 tries, 1 s apart).
+if [ -e /sys/class/net/eth0 ]; then
+	ip link set lo up
+	if udhcpc -i eth0 -n -q -t 5 -T 1 >/dev/null 2>&1; then
+		echo "kiln-guest: eth0 $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+	else
+		echo "kiln-guest: eth0: no DHCP answer"
+	fi
+fi
 echo "kiln-guest: ready"
 echo "kiln-guest: uptime $(cat /proc/uptime)"
 EOF
 chmod 0755 "$root/etc/init.d/rcS"
+
+# busybox udhcpc runs this on DHCP events ($1: deconfig, bound, renew, leasefail,
+# nak) with the lease in its environment (ip, mask as a prefix length, router, dns...).
+mkdir -p "$root/etc/udhcpc"
+cat >"$root/etc/udhcpc/default.script" <<'EOS'
+#!/bin/sh
+# udhcpc event script: sets the address, default route and resolv.conf from the lease.
+case "$1" in
+deconfig)
+	ip -4 addr flush dev "$interface"
+	ip link set "$interface" up
+	;;
+bound | renew)
+	if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/${mask:-24} "; then
+		ip -4 addr flush dev "$interface"
+		ip addr add "$ip/${mask:-24}" dev "$interface"
+	fi
+	[ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+	if [ -n "$router" ]; then
+		while ip route del default dev "$interface" 2>/dev/null; do :; done
+		for r in $router; do
+			ip route add default via "$r" dev "$interface" && break
+		done
+	fi
+	: >/etc/resolv.conf
+	[ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
+	for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
+	;;
+esac
+exit 0
+EOS
+chmod 0755 "$root/etc/udhcpc/default.script"
 
 cat >"$root/etc/profile" <<'EOF'
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
