@@ -227,7 +227,9 @@ def main():
         return r.finish()
     results = {}
     try:
-        only = os.environ.get("KILN_CONSOLE_SCENARIOS", "abcd")  # to rerun a few
+        # c and d measure console throughput (hvc0 against ttyS0): a benchmark, not a check,
+        # and minutes long under TCG, so only on request: KILN_CONSOLE_SCENARIOS=abcd.
+        only = os.environ.get("KILN_CONSOLE_SCENARIOS", "ab")
         for scenario in (scenario_a, scenario_b, scenario_c, scenario_d):
             if scenario.__name__[-1] not in only:
                 continue
