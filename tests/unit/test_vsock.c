@@ -156,9 +156,9 @@ static struct vsock_hdr guest_hdr(struct fixture *f, uint16_t op, uint32_t local
 static void tx_raw(struct fixture *f, const struct vsock_hdr *h, const void *data, uint32_t len,
                    uint32_t hdr_desc_len)
 {
+    vsock_hdr_encode(h, gpa(f, TX_HDR_GPA));
     if (len)
         memcpy(gpa(f, TX_DATA_GPA), data, len);
-    memcpy(gpa(f, TX_DATA_GPA), data, len);
     uint16_t head = (uint16_t)(2 * (f->avail_idx[VSOCK_QUEUE_TX] % (QSIZE / 2)));
     set_desc(f, VSOCK_QUEUE_TX, head, TX_HDR_GPA, hdr_desc_len, len ? F_NEXT : 0,
              (uint16_t)(head + 1));
