@@ -57,9 +57,13 @@ def main():
     ap.add_argument("--memory", default="256M")
     ap.add_argument("--cmdline", default="console=ttyS0 panic=-1")
     ap.add_argument("--log", default="/tmp/kiln-bench-linux-boot.log")
+    ap.add_argument("--only", help="comma-separated configuration names to run")
     a = ap.parse_args()
     guest, _ = build_images(log=lambda line: None)
     cfgs = configs(os.path.abspath(a.kiln), guest, a.memory, a.cmdline)
+    if a.only:
+        keep = [n.strip() for n in a.only.split(",")]
+        cfgs = {n: c for n, c in cfgs.items() if n in keep}
     results = {name: [] for name in cfgs}
     with OuterHost(log_path=a.log) as host:
         for run in range(a.runs):
@@ -74,8 +78,12 @@ def main():
     for name, rs in results.items():
         print(f"{name:14} {fmt([r[0] for r in rs]):>24} {fmt([r[1] for r in rs]):>26} "
               f"{fmt([r[2] for r in rs]):>24}")
+    if "QEMU microvm" not in results:
+        return
     base = statistics.median(r[0] for r in results["QEMU microvm"])
     for name in ("kiln bzImage", "kiln PVH"):
+        if name not in results:
+            continue
         k = statistics.median(r[0] for r in results[name])
         print(f"ratio {name} / QEMU microvm (start to /init): {k / base:.2f}")
 
