@@ -40,6 +40,22 @@ def check_nproc(host, r, label, want):
             f"got {out.strip()!r}")
 
 
+def check_hwrng(host, r, label):
+    """virtio-rng: 1 MiB from the guest's /dev/hwrng, and random enough not to compress."""
+    what = f"{label}: 1 MiB read from /dev/hwrng (virtio-rng)"
+    try:
+        status, out = guest_run(host, "cat /sys/class/misc/hw_random/rng_current; "
+                                      "dd if=/dev/hwrng bs=4096 count=256 2>/dev/null | wc -c; "
+                                      "dd if=/dev/hwrng bs=4096 count=1 2>/dev/null | gzip -c | wc -c",
+                                timeout=180)
+    except HostError as e:
+        return r.fail(what, str(e))
+    nums = re.findall(r"^\s*(\d+)\s*$", out, re.M)
+    ok = status == 0 and "virtio_rng" in out and nums[-2:-1] == ["1048576"] and \
+        len(nums) >= 2 and int(nums[-1]) > 4000
+    r.check(what, ok, f"got {out.strip()!r}")
+
+
 def check_memtotal(host, r, label, mib):
     """MemTotal is RAM minus what the kernel keeps for itself (its image,
     page structures, reservations): most of it, never more."""
@@ -117,6 +133,8 @@ def scenario_b(host, vmm, guest, r):
     label = "B PVH 2cpu 4G"
     cmd = vmm.command(kernel=f"{guest}/vmlinux", initrd=f"{guest}/initramfs.cpio.gz",
                       cmdline=GUEST_APPEND, mem="4G", cpus=2)
+    if vmm.name == "kiln":
+        cmd += " --rng"
     started = time.monotonic()
     first = len(host.buf)
     host.spawn(cmd, limit=VMM_LIMIT)
@@ -124,6 +142,8 @@ def scenario_b(host, vmm, guest, r):
         return False
     check_nproc(host, r, label, 2)
     check_memtotal(host, r, label, 4096)
+    if vmm.name == "kiln":
+        check_hwrng(host, r, label)
     t = time.monotonic()
     type_line(host, "reboot")
     if wait_guest_ready(host, r, f"{label} after reboot", t, start_what="reboot typed"):
