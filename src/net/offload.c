@@ -194,7 +194,9 @@ int net_gso_segment(const uint8_t *frame, size_t len, const struct net_hdr *hdr,
     if (type != NET_HDR_GSO_TCPV4 && type != NET_HDR_GSO_TCPV6)
         return -EINVAL;
     struct tcp_frame t;
-    if (hdr->gso_size == 0 || parse_tcp_frame(frame, len, type == NET_HDR_GSO_TCPV6, &t) < 0)
+    /* A floor on the segment size bounds the work one frame can ask for (2048 segments). */
+    if (hdr->gso_size < NET_GSO_MIN_SEG ||
+        parse_tcp_frame(frame, len, type == NET_HDR_GSO_TCPV6, &t) < 0)
         return -EINVAL;
     size_t total = len - t.payload, mss = hdr->gso_size;
     /* The IPv4 id and the lengths must still fit their 16-bit fields. */

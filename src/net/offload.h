@@ -50,9 +50,10 @@ int net_csum_complete(uint8_t *frame, size_t len, uint16_t csum_start, uint16_t 
  * hdr->gso_size payload bytes, each with its own IP length, IPv4 id and checksum, TCP
  * sequence number and flags, and full TCP checksum, and passes each to `emit` (in `seg`,
  * which must hold NET_GSO_SEG_MAX bytes). Returns the number of segments or -EINVAL if the
- * frame is not what the header says.
+ * frame is not what the header says or gso_size is below NET_GSO_MIN_SEG.
  */
 #define NET_GSO_SEG_MAX (14 + 4 + 60 + 60 + 65535)
+#define NET_GSO_MIN_SEG 32 /* smaller gso_size values are refused */
 typedef void (*net_emit_fn)(void *opaque, const uint8_t *frame, size_t len);
 int net_gso_segment(const uint8_t *frame, size_t len, const struct net_hdr *hdr, uint8_t *seg,
                     net_emit_fn emit, void *opaque);

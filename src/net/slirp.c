@@ -48,6 +48,7 @@
 #define SLIRP_MTU 65520
 #define SLIRP_REFRESH_MS 1000 /* re-assert every watched socket this often */
 #define SLIRP_EVENTS_BATCH 64
+#define SLIRP_TIMERS_PER_TURN 16
 #define SLIRP_TXQ 4 /* frames copied from the guest, waiting for slirp_input */
 
 struct slirp_frame {
@@ -384,9 +385,10 @@ static void slirp_sync(struct slirp_net *s)
 static void slirp_run_timers(struct slirp_net *s)
 {
     int64_t now = now_ms();
-    bool fired;
-    do {
-        /* A handler may re-arm or free timers: rescan after each one. */
+    bool fired = true;
+    /* A handler may re-arm or free timers: rescan after each one. The bound keeps a timer
+     * that re-arms itself in the past from holding the loop; it fires next turn. */
+    for (unsigned n = 0; fired && n < SLIRP_TIMERS_PER_TURN; n++) {
         fired = false;
         for (struct slirp_timer *t = s->timers; t; t = t->next) {
             if (t->expire_ms >= 0 && t->expire_ms <= now) {
@@ -396,7 +398,7 @@ static void slirp_run_timers(struct slirp_net *s)
                 break;
             }
         }
-    } while (fired);
+    }
 }
 
 /* The private epoll set or the timerfd is ready. */

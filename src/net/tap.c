@@ -71,23 +71,6 @@ static void tap_fail(struct tap *t, int err)
     tap_update_events(t);
 }
 
-static int tap_write_queued(struct tap *t);
-
-static void tap_on_event(void *opaque, uint32_t events)
-{
-    struct tap *t = opaque;
-    if (t->dead)
-        return;
-    if ((events & EPOLLOUT) && t->want_tx) {
-        t->want_tx = false;
-        tap_update_events(t);
-        if (tap_write_queued(t) == 0)
-            t->be.tx_ready(t->be.opaque); /* the device may hold a frame we refused */
-    }
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        t->be.rx_ready(t->be.opaque);
-}
-
 /* Writes the queued frames. 0, or -EAGAIN if the kernel cannot take more now. */
 static int tap_write_queued(struct tap *t)
 {
@@ -110,6 +93,21 @@ static int tap_write_queued(struct tap *t)
     }
     t->tx_head = t->tx_count = 0;
     return 0;
+}
+
+static void tap_on_event(void *opaque, uint32_t events)
+{
+    struct tap *t = opaque;
+    if (t->dead)
+        return;
+    if ((events & EPOLLOUT) && t->want_tx) {
+        t->want_tx = false;
+        tap_update_events(t);
+        if (tap_write_queued(t) == 0)
+            t->be.tx_ready(t->be.opaque); /* the device may hold a frame we refused */
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        t->be.rx_ready(t->be.opaque);
 }
 
 static int tap_send(struct netdev *be, const struct iovec *iov, unsigned n)

@@ -146,10 +146,11 @@ static int net_rx_place(struct virtio_net *n, const uint8_t *frame, size_t len, 
     return 1;
 }
 
-static bool net_rx_usable(struct virtio_net *n)
+/* Whether the device may use queue `q` now (bus mastering: PCI 3.0 §6.2.2). */
+static bool net_queue_usable(struct virtio_net *n, unsigned q)
 {
-    const struct virtq *vq = &n->vdev.queues[VIRTIO_NET_RXQ];
-    return virtio_is_active(&n->vdev) && vq->state.ready && !vq->broken;
+    const struct virtq *vq = &n->vdev.queues[q];
+    return virtio_is_active(&n->vdev) && n->vdev.bus_master && vq->state.ready && !vq->broken;
 }
 
 /* Moves frames from the backend into the guest until one side runs dry (lock held). */
@@ -157,7 +158,7 @@ static void net_rx_drain(struct virtio_net *n)
 {
     struct virtq *vq = &n->vdev.queues[VIRTIO_NET_RXQ];
     struct netdev *be = n->be;
-    if (!net_rx_usable(n)) {
+    if (!net_queue_usable(n, VIRTIO_NET_RXQ)) {
         net_rx_pause(n); /* no driver: frames wait in the backend (or it drops them) */
         return;
     }
@@ -268,7 +269,7 @@ static int net_tx_next(struct virtio_net *n)
 static void net_tx_run(struct virtio_net *n)
 {
     struct virtq *vq = &n->vdev.queues[VIRTIO_NET_TXQ];
-    if (!virtio_is_active(&n->vdev) || !vq->state.ready || vq->broken)
+    if (!net_queue_usable(n, VIRTIO_NET_TXQ))
         return;
     unsigned budget = NET_TX_BUDGET;
     bool pushed = false, more = true;

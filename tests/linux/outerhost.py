@@ -114,6 +114,20 @@ class CommandExited(HostError):
     """The spawned command ended while we waited for something else."""
 
 
+class HostDied(HostError):
+    """The outer QEMU exited under us: the stock-KVM host's own kernel died
+    (its nested KVM under TCG panics now and then, see died_reason()), which
+    is no verdict on the inner VMM. Tests may boot a new host and retry."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        DEATHS.append(message)
+
+
+# Every HostDied of this process, caught or not (linuxtest.run() retries on them).
+DEATHS = []
+
+
 class OuterHost:
     def __init__(self, log_path, mem=None, cpus=2, cpu_model=None, boot_timeout=180,
                  host_dir=None, qemu="qemu-system-x86_64", extra_append=""):
@@ -238,7 +252,20 @@ class OuterHost:
         for i in range(0, len(data), step):
             if i and delay:
                 self._drain(delay)
-            os.write(self.proc.stdin.fileno(), data[i:i + step])
+            try:
+                os.write(self.proc.stdin.fileno(), data[i:i + step])
+            except BrokenPipeError:
+                raise HostDied(f"QEMU exited while we typed: {self.died_reason()}") from None
+
+    def died_reason(self):
+        """What the outer kernel said last before QEMU exited: its BUG/Oops
+        and panic lines, or the tail of the console."""
+        tail = self.buf[-20000:]
+        lines = re.findall(r"\][ ]((?:BUG|Kernel panic|Oops|general protection|RIP)[^\r\n]*)",
+                           tail)
+        if lines:
+            return "; ".join(lines[-4:])
+        return "no panic message; console ended with " + repr(unix_lines(tail[-300:]))
 
     def _pump(self, wait):
         """Read whatever arrives within `wait` seconds (at least one poll)."""
@@ -297,7 +324,8 @@ class OuterHost:
                 raise Timeout(f"timed out after {timeout} s waiting for {rx.pattern!r}")
             if self.proc is None or not self._pump(min(left, 0.5)):
                 self.note(f"QEMU exited while waiting for {rx.pattern!r}")
-                raise HostError(f"QEMU exited while waiting for {rx.pattern!r}")
+                raise HostDied(f"QEMU exited while waiting for {rx.pattern!r}: "
+                               f"{self.died_reason()}")
 
     def _marker(self, kind):
         self.seq += 1

@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linuxtest import (GUEST_APPEND, READY, guest_run, setup, boot_outer,  # noqa: E402
+from linuxtest import (GUEST_APPEND, READY, guest_run, run, setup, boot_outer,  # noqa: E402
                        type_line, wait_guest_ready)
 from outerhost import HostError  # noqa: E402
 
@@ -333,4 +333,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linuxtest import (GUEST_APPEND, READY, guest_run, outer_stty_ok,  # noqa: E402
+from linuxtest import (GUEST_APPEND, READY, guest_run, outer_stty_ok, run,  # noqa: E402
                        setup, boot_outer, type_line, wait_guest_ready)
 from outerhost import HostError  # noqa: E402
 
@@ -190,4 +190,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linuxtest import (guest_run, outer_stty_ok, setup, boot_outer,  # noqa: E402
+from linuxtest import (guest_run, outer_stty_ok, run, setup, boot_outer,  # noqa: E402
                        type_line, wait_guest_ready)
 from outerhost import HostError  # noqa: E402
 
@@ -252,4 +252,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

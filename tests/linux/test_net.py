@@ -15,9 +15,10 @@
      unbind/bind) while receiving and the network works again; a guest reboot
      brings it back too; poweroff exits 0.
   U: user networking, --net user,hostfwd=tcp::2222-:22,hostfwd=tcp::5002-:5002
-     (also in a namespace of its own): DHCP gives the guest 10.0.2.15, its
-     default route and DNS; a connection to host port 2222 reaches a server in
-     the guest on port 22; 20 MiB each way with matching md5sums; throughput.
+     (also in a namespace of its own): the default guest's boot-time DHCP, and
+     udhcpc again at its shell, give it 10.0.2.15, its default route and DNS;
+     a connection to host port 2222 reaches a server in the guest on port 22;
+     20 MiB each way with matching md5sums; throughput.
   With KILN_NET_PERF=1: the same throughput runs with QEMU's virtio-net-pci
   (-M q35, no vhost) over -netdev tap and -netdev user in the same outer boot,
   and kiln with the guest's transmit offloads off (virtio_net csum=0 gso=0).
@@ -25,8 +26,8 @@
 The host side of each check runs in the stock-KVM host through a small agent
 (a process in the namespace that runs the scripts this driver drops into the
 shared scratch directory), since the outer shell's terminal belongs to the VMM.
-The guest gets an extra initramfs (appended to the default guest's) with a
-udhcpc script and the static netbench tool (tests/linux/netbench.c).
+The guest gets an extra initramfs (appended to the default guest's) with the
+static netbench tool (tests/linux/netbench.c).
 
 Prints PASS/FAIL, TIME and PERF lines; exits 1 on any failure, 77 without an
 inner VMM.
@@ -45,8 +46,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linuxtest import (GUEST_APPEND, boot_outer, guest_run, setup,  # noqa: E402
-                       type_line, wait_guest_ready)
+from linuxtest import (GUEST_APPEND, PROMPT, boot_outer, guest_run, run,  # noqa: E402
+                       setup, type_line, wait_guest_ready)
 from outerhost import HostError  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,36 +59,6 @@ PERF = os.environ.get("KILN_NET_PERF") == "1"
 BENCH_SECONDS = int(os.environ.get("KILN_NET_BENCH_SECONDS", "10"))
 BENCH_REPS = int(os.environ.get("KILN_NET_BENCH_REPS", "1"))
 TAP_HOST, TAP_GUEST = "192.168.100.1", "192.168.100.2"
-
-# The guest's DHCP event script (the same as in the guest-net patch): busybox
-# udhcpc runs it with $1 = deconfig | bound | renew | leasefail | nak.
-UDHCPC_SCRIPT = r"""#!/bin/sh
-# udhcpc event script: sets the address, default route and resolv.conf from the lease.
-# busybox exports interface, ip, mask (prefix length), router, dns, domain, mtu.
-case "$1" in
-deconfig)
-	ip -4 addr flush dev "$interface"
-	ip link set "$interface" up
-	;;
-bound | renew)
-	if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/${mask:-24} "; then
-		ip -4 addr flush dev "$interface"
-		ip addr add "$ip/${mask:-24}" dev "$interface"
-	fi
-	[ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-	if [ -n "$router" ]; then
-		while ip route del default dev "$interface" 2>/dev/null; do :; done
-		for r in $router; do
-			ip route add default via "$r" dev "$interface" && break
-		done
-	fi
-	: >/etc/resolv.conf
-	[ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
-	for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
-	;;
-esac
-exit 0
-"""
 
 # Runs in the stock-KVM host, inside a network namespace: executes each
 # req-N.sh dropped into its directory (concurrently), output to out-N, exit
@@ -226,8 +197,7 @@ def build_netbench(out_dir):
 def build_initrd(guest_dir, out, netbench, modules_load=None):
     """The default guest's initramfs with our files appended: the kernel unpacks
     concatenated archives in order, later files replacing earlier ones."""
-    entries = [("etc", 0o40755, b""), ("etc/udhcpc", 0o40755, b""),
-               ("etc/udhcpc/default.script", 0o100755, UDHCPC_SCRIPT.encode())]
+    entries = [("etc", 0o40755, b"")]
     if netbench:
         with open(netbench, "rb") as f:
             entries.append(("bin/netbench", 0o100755, f.read()))
@@ -360,14 +330,19 @@ def md5_of(text):
 def transfer_out(host, r, agent, label, host_addr, guest_dst, mib):
     """guest -> host: md5 on both ends."""
     what = f"{label}: {mib} MiB guest->host, md5 matches"
-    n = agent.start(f"exec python3 {host.scratch}/md5tool.py recv {host_addr} 5001")
+    port = host_port()
+    n = agent.start(f"exec python3 {host.scratch}/md5tool.py recv {host_addr} {port}")
     try:
         agent.wait_output(n, "listening", 30)
         status, out = guest_run(host, f"dd if=/dev/urandom of=/tmp/f bs=1M count={mib} "
                                       f"2>/dev/null; md5sum /tmp/f", timeout=300)
         want = md5_of(out)
         t = time.monotonic()
-        status, _ = guest_run(host, f"nc {guest_dst} 5001 </tmp/f; rm -f /tmp/f", timeout=600)
+        try:
+            status, _ = guest_run(host, f"nc {guest_dst} {port} </tmp/f; rm -f /tmp/f",
+                                  timeout=600)
+        except HostError as e:
+            raise HostError(f"{e}{guest_recover(host)}") from e
         hstatus, hout = agent.wait(n, 120)
         got = md5_of(hout)
         r.check(what, status == 0 and want is not None and got == want,
@@ -400,12 +375,41 @@ def mbps(text):
     return float(m.group(1)) if m else None
 
 
+def host_port():
+    """A fresh host-side port for each receiver, so one left behind by a failed
+    run cannot hold the next one's."""
+    global _NEXT_PORT
+    _NEXT_PORT += 1
+    return _NEXT_PORT
+
+
+_NEXT_PORT = 5100
+
+
+def guest_recover(host):
+    """After a guest command timed out: interrupt it and say whether the
+    network still answers (for the failure message)."""
+    host.send(b"\x03")
+    try:
+        host.expect(PROMPT, timeout=30)
+        _, out = guest_run(host, "ip -s link show eth0 | tail -4 | tr -s ' '; "
+                                 "ping -c 2 -W 5 $(ip route | awk '/default/ {print $3}' | "
+                                 "head -1 || echo 192.168.100.1)", timeout=60)
+        return " | guest after ^C: " + " ".join(out.split())[-300:]
+    except HostError as e:
+        return f" | guest unresponsive after ^C: {e}"
+
+
 def bench_once(host, agent, guest_to_host, host_to_guest, secs):
     """One netbench run each way: (guest->host, host->guest) in MB/s (None if none)."""
     limit = secs + 90
-    n = agent.start(f"exec {host.scratch}/netbench recv 5001")
+    port = host_port()
+    n = agent.start(f"exec {host.scratch}/netbench recv {port}")
     agent.wait_output(n, "listening", 30)
-    guest_run(host, f"netbench send {guest_to_host} 5001 {secs}", timeout=limit)
+    try:
+        guest_run(host, f"netbench send {guest_to_host} {port} {secs}", timeout=limit)
+    except HostError as e:
+        raise HostError(f"guest->host: {e}{guest_recover(host)}") from e
     _, out = agent.wait(n, limit)
     out_rate = mbps(out)
     type_line(host, "netbench recv 5002 >/tmp/nb 2>&1 &")
@@ -521,9 +525,14 @@ def scenario_tap(host, r, label, cmd, agent, full, perf):
 
 
 def scenario_user(host, r, label, cmd, agent, full, perf, mtu=None):
+    mark = len(host.buf)
     if not start_vmm(host, r, label, cmd):
         return False
-    m = guest_check(host, r, f"{label}: DHCP gives the guest 10.0.2.15",
+    boot = re.search(r"kiln-guest: eth0 ([^\r\n]*)", host.buf[mark:])
+    r.check(f"{label}: the guest's boot-time DHCP gives eth0 10.0.2.15/24",
+            boot is not None and boot.group(1) == "10.0.2.15/24",
+            boot.group(0) if boot else "no 'kiln-guest: eth0' line")
+    m = guest_check(host, r, f"{label}: DHCP again (udhcpc at the shell) gives 10.0.2.15",
                     "udhcpc -i eth0 -n -q -t 5 -T 2; ip -4 addr show eth0",
                     r"inet 10\.0\.2\.15/24", timeout=120)
     if m:
@@ -677,7 +686,7 @@ def main():
         host = boot_outer(r, os.path.join(args.log_dir, "test_net.transcript.log"))
         if host is None:
             return r.finish()
-        perf = {} if netbench else None
+        perf = {} if netbench and PERF else None  # throughput runs are a benchmark: on request
         try:
             write_tools(host, netbench)
             host.check("modprobe tun; test -c /dev/net/tun", timeout=60)
@@ -724,4 +733,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -451,4 +451,5 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from linuxtest import run
+    run(main)

@@ -144,6 +144,7 @@ static void start_device(struct fixture *fx, uint64_t features)
         vq->state.used_addr = used_gpa[q];
         assert_int_equal(virtq_enable(vq, &fx->mem, false), 0);
     }
+    vdev->bus_master = true;
     vdev->state.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
                          VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
     assert_int_equal(vdev->ops->activate(vdev), 0);
@@ -572,6 +573,46 @@ static void rx_frame_larger_than_the_queue_needs_reset(void **state)
     assert_int_equal(used_idx(fx, VIRTIO_NET_RXQ), 0);
 }
 
+static void rx_header_split_across_descriptors(void **state)
+{
+    struct fixture *fx = *state;
+    start_device(fx, 1ULL << VIRTIO_NET_F_MRG_RXBUF);
+    /* One buffer made of a 6-byte and a 2000-byte descriptor: the header straddles them. */
+    uint64_t a = alloc_data(fx, 6), b = alloc_data(fx, 2000);
+    set_desc(fx, VIRTIO_NET_RXQ, 0, a, 6, F_WRITE | F_NEXT, 1);
+    set_desc(fx, VIRTIO_NET_RXQ, 1, b, 2000, F_WRITE, 0);
+    publish(fx, VIRTIO_NET_RXQ, 0);
+    fake_queue_frame(fx, 100, 0, 8);
+    notify(fx, VIRTIO_NET_RXQ);
+    assert_int_equal(used_idx(fx, VIRTIO_NET_RXQ), 1);
+    uint16_t nb;
+    memcpy(&nb, fx->ram + b + 4, 2); /* header bytes 10-11 */
+    assert_int_equal(nb, 1);
+    assert_true(payload_matches(fx->ram + b + 6, 100, 8, 0));
+}
+
+static void nothing_moves_without_bus_mastering(void **state)
+{
+    struct fixture *fx = *state;
+    start_device(fx, 0);
+    fx->net.vdev.bus_master = false; /* the driver turned DMA off */
+    post_rx(fx, 2048, NULL);
+    fake_queue_frame(fx, 60, 0, 0);
+    uint8_t hdr[NET_HDR_LEN] = {0}, frame[64] = {0};
+    post_tx(fx, hdr, frame, sizeof(frame), 1);
+    backend_has_frames(fx);
+    fx->fake.be.tx_ready(fx->fake.be.opaque);
+    assert_int_equal(used_idx(fx, VIRTIO_NET_RXQ), 0);
+    assert_int_equal(used_idx(fx, VIRTIO_NET_TXQ), 0);
+    assert_int_equal(fx->fake.nsent, 0);
+    assert_false(fx->fake.rx_on);
+    fx->net.vdev.bus_master = true;
+    notify(fx, VIRTIO_NET_RXQ);
+    notify(fx, VIRTIO_NET_TXQ);
+    assert_int_equal(used_idx(fx, VIRTIO_NET_RXQ), 1);
+    assert_int_equal(fx->fake.nsent, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -594,6 +635,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(rx_data_valid_when_backend_vouches, setup, teardown),
         cmocka_unit_test_setup_teardown(rx_frame_larger_than_the_queue_needs_reset, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(rx_header_split_across_descriptors, setup, teardown),
+        cmocka_unit_test_setup_teardown(nothing_moves_without_bus_mastering, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

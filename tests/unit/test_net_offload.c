@@ -214,6 +214,8 @@ static void gso_refuses_malformed(void **state)
     size_t len = build_v4(f, 100, 0x10);
     struct net_hdr h = {NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_TCPV4, 54, 0, 34, 16, 0};
     assert_int_equal(net_gso_segment(f, len, &h, seg, collect, &s), -EINVAL); /* mss 0 */
+    h.gso_size = NET_GSO_MIN_SEG - 1; /* a frame that would cost thousands of segments */
+    assert_int_equal(net_gso_segment(f, len, &h, seg, collect, &s), -EINVAL);
     h.gso_size = 50;
     h.gso_type = NET_HDR_GSO_TCPV6; /* an IPv4 frame */
     assert_int_equal(net_gso_segment(f, len, &h, seg, collect, &s), -EINVAL);
