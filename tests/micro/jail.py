@@ -211,6 +211,43 @@ def t_netns(a, c, tmp):
         subprocess.run(["ip", "netns", "del", name])
 
 
+def t_signals(a, c, tmp):
+    """SIGTERM to the supervisor reaches the VM (a clean stop, exit 0); if the supervisor
+    itself is killed, the VM process dies with it (parent-death signal)."""
+    for how in ("term", "kill"):
+        k = Running(raw_guest(a.kiln, a.echo, "--jail", os.path.join(tmp, f"sig-{how}")))
+        ready = k.wait_for(b"echo: ready\n")
+        pid = vm_pid(k.proc.pid) if ready else None
+        if not c.check(pid is not None, f"jailed echo guest runs ({how})", k.out.decode()):
+            k.finish(timeout=1)
+            continue
+        if how == "term":
+            os.kill(k.proc.pid, 15)
+            rc, err = k.finish()
+            c.check(rc == 0 and "received signal 15" in err,
+                    "SIGTERM to the supervisor stops the jailed VM cleanly (exit 0)",
+                    f"rc {rc}: {err}")
+        else:
+            os.kill(k.proc.pid, 9)
+            k.proc.wait()
+            deadline = time.monotonic() + 5
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            gone = not os.path.exists(f"/proc/{pid}")
+            c.check(gone, "the VM process dies with its supervisor (SIGKILL)")
+            if not gone:
+                os.kill(pid, 9)
+            k.finish(timeout=5)
+
+
+def t_bad_kernel(a, c, tmp):
+    rc, _, err = run(raw_guest(a.kiln, os.path.join(tmp, "no-such-kernel"), "--jail",
+                               os.path.join(tmp, "badk")))
+    c.check(rc == 3 and "no-such-kernel" in err,
+            "a missing kernel under --jail: the VM's status (3) comes through the supervisor",
+            f"rc {rc}: {err}")
+
+
 def t_reboot(a, c, tmp):
     rc, out, err = run(raw_guest(a.kiln, a.smp, "-v", "--cpus", "2", "--cmdline", "reboot=1",
                                  "--jail", os.path.join(tmp, "reboot")))
@@ -302,6 +339,8 @@ def main():
         if shutil.which("ip"):
             t_netns(a, c, tmp)
         t_reboot(a, c, tmp)
+        t_signals(a, c, tmp)
+        t_bad_kernel(a, c, tmp)
         t_refusals(a, c, tmp)
         t_cgroup(a, c, tmp)
     finally:
