@@ -9,12 +9,15 @@ machine's hybrid cgroup layout cannot). One outer boot for all checks:
     killer, and kiln says so with status 5; touching 32M under the same
     limit runs to the end (status 0); no cgroup is left behind;
   - a jailed Linux guest (the default guest, --jail-cgroup memory.max=1G,
-    pids.max=64, cpu.max=max) boots and its shell works; meanwhile an agent in
-    the outer host finds the VM process and reports that it runs as uid
-    65534 with no capabilities and NoNewPrivs 1, that its root is the empty
-    jail directory, that it is in the VM's cgroup and that the guest's memory
-    is charged there (memory.current above 32 MiB); poweroff ends kiln with
-    status 0 and the cgroup is removed.
+    pids.max=64, cpu.max=max, a virtio-blk disk, and virtio-net on a tap device
+    in a network namespace the test makes, joined with --jail-netns) boots; its
+    shell works, it writes and reads its disk and pings the host side of the
+    tap device; meanwhile an agent in the outer host finds the VM process and
+    reports that it runs as uid 65534 with no capabilities and NoNewPrivs 1,
+    that its root is the empty jail directory, that it is in that network
+    namespace and in the VM's cgroup, and that the guest's memory is charged
+    there (memory.current above 32 MiB); poweroff ends kiln with status 0, the
+    cgroup is removed and the guest's write is in the disk image.
 
 Prints PASS/FAIL and TIME lines, closes with "N passed, N failed"; exit 1 on
 failure, 77 if the inner VMM is not kiln or the memtouch guest is missing
@@ -34,6 +37,9 @@ from outerhost import HostError  # noqa: E402
 VMM_LIMIT = 600
 JAIL_ID = 65534
 CGROUP_ROOT = "/sys/fs/cgroup"
+NETNS = "kiln-jail"  # made by this test inside the stock-KVM host, with tap0 in it
+TAP_HOST, TAP_GUEST = "192.168.100.1", "192.168.100.2"
+DISK = "/run/tmp/jail-disk.img"
 
 
 # ---- agent: runs inside the outer host, in the background -----------------
@@ -67,6 +73,8 @@ def agent(scratch):
         report["status"] = {k: fields[k].split() for k in
                             ("Uid", "Gid", "CapEff", "CapPrm", "CapBnd", "NoNewPrivs")}
         report["root"] = os.listdir(f"/proc/{pid}/root")
+        report["in_netns"] = (os.stat(f"/proc/{pid}/ns/net").st_ino ==
+                              os.stat(f"/run/netns/{NETNS}").st_ino)
         cgroups = [d for d in os.listdir(f"{CGROUP_ROOT}/kiln") if d.startswith("vm-")]
         report["cgroups"] = cgroups
         for d in cgroups:
@@ -129,6 +137,7 @@ def check_report(r, rep):
             " ".join(f"{k} {st[k][0]}" for k in ("CapEff", "CapPrm", "CapBnd")))
     r.check(f"{label}: NoNewPrivs 1", st["NoNewPrivs"] == ["1"], str(st["NoNewPrivs"]))
     r.check(f"{label}: its root is the empty jail directory", rep["root"] == [], str(rep["root"]))
+    r.check(f"{label}: it is in the network namespace {NETNS}", rep.get("in_netns") is True)
     r.check(f"{label}: it is in its own cgroup with the limits asked for",
             rep.get("cgroup") is not None and rep.get("memory.max") == str(1 << 30) and
             rep.get("pids.max") == "64",
@@ -150,14 +159,27 @@ def jailed_linux(host, r, vmm, guest, scratch):
                f">{shlex.quote(scratch)}/agent.log 2>&1 &")
     cmd = vmm.command(kernel=f"{guest}/vmlinuz", initrd=f"{guest}/initramfs.cpio.gz",
                       cmdline=GUEST_APPEND, mem="256M", cpus=1)
-    cmd += " --rng --jail /run/tmp/jail-linux" \
-           " --jail-cgroup memory.max=1G,pids.max=64,cpu.max=max"
+    host.check("modprobe tun; test -c /dev/net/tun", timeout=60)
+    host.check(f"ip netns add {NETNS} && ip -n {NETNS} link set lo up && "
+               f"ip -n {NETNS} tuntap add dev tap0 mode tap && "
+               f"ip -n {NETNS} addr add {TAP_HOST}/24 dev tap0 && "
+               f"ip -n {NETNS} link set tap0 up && rm -f {DISK} && truncate -s 64M {DISK}")
+    cmd += f" --rng --disk {DISK} --net tap=tap0 --jail /run/tmp/jail-linux" \
+           f" --jail-netns {NETNS} --jail-cgroup memory.max=1G,pids.max=64,cpu.max=max"
     started = time.monotonic()
     host.spawn(cmd, limit=VMM_LIMIT)
     if not wait_guest_ready(host, r, label, started):
         return False
     status, out = guest_run(host, "echo jailed-$((6*7))")
     r.check(f"{label}: the guest shell works", "jailed-42" in out, out.strip())
+    status, out = guest_run(host, "echo jailed-disk | dd of=/dev/vda bs=512 conv=sync "
+                                  "2>/dev/null && sync && dd if=/dev/vda bs=512 count=1 "
+                                  "2>/dev/null | head -c 11", timeout=60)
+    r.check(f"{label}: the guest writes and reads its disk", "jailed-disk" in out, out.strip())
+    status, out = guest_run(host, f"ip link set eth0 up && ip addr add {TAP_GUEST}/24 dev eth0"
+                                  f" && ping -c 3 -W 10 {TAP_HOST}", timeout=90)
+    r.check(f"{label}: the guest pings the host through the tap device in {NETNS}",
+            "3 packets received" in out, out.strip()[-200:])
     open(os.path.join(scratch, "jail-go"), "w").close()
     report = os.path.join(scratch, "jail-report.json")
     deadline = time.monotonic() + 60
@@ -174,6 +196,9 @@ def jailed_linux(host, r, vmm, guest, scratch):
     r.timing(f"{label}: VMM start to exit", time.monotonic() - started)
     left = leftover_cgroups(host)
     r.check(f"{label}: its cgroup is removed", not left, str(left))
+    out = host.check(f"head -c 11 {DISK}; ip netns del {NETNS}")
+    r.check(f"{label}: the guest's write reached the disk image", "jailed-disk" in out,
+            out.strip())
     return True
 
 
