@@ -380,8 +380,7 @@ int jail_enter(const struct jail *j)
         if (threads < 0)
             return jail_fail("counting threads", threads);
         log_error("--jail: %d threads already run, but privileges can only be dropped for all "
-                  "of them before the first starts (the disk thread pool? KILN_BLK_ENGINE="
-                  "io_uring avoids it)",
+                  "of them before the first starts (a device started a thread too early)",
                   threads);
         return -EBUSY;
     }

@@ -10,8 +10,9 @@ own mount, IPC, UTS and cgroup namespaces, its root is the jail directory (a mar
 there; /etc/passwd and /proc are not), that root is its only mount and is read-only, and
 its core and open-file limits are set. Then the guest still echoes and powers off (exit 0).
 The same with --jail-netns and a tap device that only exists in a test-made namespace.
-Also: a guest reset inside the jail, a vsock socket outside the jail (refused), a non-root
-caller (refused), the disk thread pool (refused: threads would keep privileges), and
+Every thread of the VM process is checked, not only the main one. Also: a guest reset
+inside the jail, a vsock socket outside the jail (refused), a non-root caller (refused), the
+disk thread pool (its workers start after the jail), signals through the supervisor, and
 --jail-cgroup memory.max: enforced (the OOM killer ends a guest that touches more memory,
 exit 5) where cgroup v2 has the memory controller, else a clear refusal (exit 7).
 
@@ -131,6 +132,20 @@ def status_fields(pid):
     return fields
 
 
+def check_threads(c, pid):
+    """Capabilities and no_new_privs belong to each thread: check every one."""
+    bad = []
+    tids = os.listdir(f"/proc/{pid}/task")
+    for tid in tids:
+        st = status_fields(f"{pid}/task/{tid}")
+        caps = [int(st[k][0], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")]
+        if any(caps) or st["NoNewPrivs"] != ["1"] or st["Uid"] != [str(JAIL_ID)] * 4:
+            bad.append(tid)
+    c.check(len(tids) > 1 and not bad,
+            f"all {len(tids)} threads (vCPU included) are unprivileged, with no_new_privs",
+            f"privileged threads: {bad}")
+
+
 def check_confined(c, pid, supervisor, jail_dir, netns_path):
     st = status_fields(pid)
     c.check(st["Uid"] == [str(JAIL_ID)] * 4, "the VM runs as the jail uid", str(st["Uid"]))
@@ -139,6 +154,7 @@ def check_confined(c, pid, supervisor, jail_dir, netns_path):
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         c.check(int(st[cap][0], 16) == 0, f"{cap} is empty", st[cap][0])
     c.check(st["NoNewPrivs"] == ["1"], "NoNewPrivs is 1", str(st["NoNewPrivs"]))
+    check_threads(c, pid)
     c.check(st["NSpid"][-1] == "1" and len(st["NSpid"]) == 2,
             "the VM is PID 1 of a new PID namespace", str(st["NSpid"]))
     for ns in NAMESPACES:
@@ -275,11 +291,11 @@ def t_refusals(a, c, tmp):
         f.truncate(1 << 20)
     os.environ["KILN_BLK_ENGINE"] = "threads"
     try:
-        rc, _, err = run(raw_guest(a.kiln, a.hello, "--jail", jail_dir, "--disk", disk))
+        rc, out, err = run(raw_guest(a.kiln, a.hello, "-v", "--jail", jail_dir, "--disk", disk))
     finally:
         del os.environ["KILN_BLK_ENGINE"]
-    c.check(rc == JAIL and "threads" in err,
-            "the disk thread pool is refused in a jail (its threads would keep privileges)",
+    c.check(rc == 0 and "threads engine" in err and "kiln-micro: ready" in out,
+            "a jailed VM with the disk thread pool boots (its workers start after the jail)",
             f"rc {rc}: {err}")
     rc, out, err = run(raw_guest(a.kiln, a.hello, "--jail", jail_dir, "--disk", "disk.img"),
                        cwd=tmp)
