@@ -11,9 +11,11 @@ machine's hybrid cgroup layout cannot). One outer boot for all checks:
   - a jailed Linux guest (the default guest, --jail-cgroup memory.max=1G,
     pids.max=64, cpu.max=max, a virtio-blk disk, and virtio-net on a tap device
     in a network namespace the test makes, joined with --jail-netns) boots; its
-    shell works, it writes and reads its disk and pings the host side of the
+    shell works, it writes and reads its disk (through the thread-pool engine,
+    whose workers start after the jail) and pings the host side of the
     tap device; meanwhile an agent in the outer host finds the VM process and
-    reports that it runs as uid 65534 with no capabilities and NoNewPrivs 1,
+    reports that it and each of its threads run as uid 65534 with no
+    capabilities and NoNewPrivs 1,
     that its root is the empty jail directory, that it is in that network
     namespace and in the VM's cgroup, and that the guest's memory is charged
     there (memory.current above 32 MiB); poweroff ends kiln with status 0, the
@@ -72,6 +74,15 @@ def agent(scratch):
     if pid:
         report["status"] = {k: fields[k].split() for k in
                             ("Uid", "Gid", "CapEff", "CapPrm", "CapBnd", "NoNewPrivs")}
+        # capabilities and no_new_privs are per thread: vCPUs, disk workers, io_uring's
+        report["threads"], report["privileged_threads"] = 0, []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                t = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+            report["threads"] += 1
+            if any(int(t[k].split()[0], 16) for k in ("CapEff", "CapPrm", "CapBnd")) or \
+                    t["NoNewPrivs"].split() != ["1"] or t["Uid"].split()[0] != str(JAIL_ID):
+                report["privileged_threads"].append(t.get("Name", "").strip())
         report["root"] = os.listdir(f"/proc/{pid}/root")
         report["in_netns"] = (os.stat(f"/proc/{pid}/ns/net").st_ino ==
                               os.stat(f"/run/netns/{NETNS}").st_ino)
@@ -136,6 +147,9 @@ def check_report(r, rep):
             all(int(st[k][0], 16) == 0 for k in ("CapEff", "CapPrm", "CapBnd")),
             " ".join(f"{k} {st[k][0]}" for k in ("CapEff", "CapPrm", "CapBnd")))
     r.check(f"{label}: NoNewPrivs 1", st["NoNewPrivs"] == ["1"], str(st["NoNewPrivs"]))
+    r.check(f"{label}: all {rep.get('threads')} threads (vCPU, disk workers) are unprivileged "
+            "with no_new_privs", rep.get("threads", 0) > 2 and not rep.get("privileged_threads"),
+            f"privileged: {rep.get('privileged_threads')}")
     r.check(f"{label}: its root is the empty jail directory", rep["root"] == [], str(rep["root"]))
     r.check(f"{label}: it is in the network namespace {NETNS}", rep.get("in_netns") is True)
     r.check(f"{label}: it is in its own cgroup with the limits asked for",
@@ -159,6 +173,8 @@ def jailed_linux(host, r, vmm, guest, scratch):
                f">{shlex.quote(scratch)}/agent.log 2>&1 &")
     cmd = vmm.command(kernel=f"{guest}/vmlinuz", initrd=f"{guest}/initramfs.cpio.gz",
                       cmdline=GUEST_APPEND, mem="256M", cpus=1)
+    # the disk thread pool, whose workers must start after the jail to be confined too
+    cmd = "env KILN_BLK_ENGINE=threads " + cmd
     host.check("modprobe tun; test -c /dev/net/tun", timeout=60)
     host.check(f"ip netns add {NETNS} && ip -n {NETNS} link set lo up && "
                f"ip -n {NETNS} tuntap add dev tap0 mode tap && "
