@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cli/exit_codes.h"
@@ -172,6 +173,8 @@ int jail_spawn(struct jail *j, const struct jail_config *cfg, int *status)
         cgroup_remove(&j->cgroup);
         return ret;
     }
+    struct termios tty;
+    bool have_tty = tcgetattr(STDIN_FILENO, &tty) == 0;
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -195,6 +198,9 @@ int jail_spawn(struct jail *j, const struct jail_config *cfg, int *status)
     log_verbose("jail: the VM runs as pid %d (pid 1 of its PID namespace), uid %u, root %s",
                 (int)pid, cfg->uid, j->root);
     *status = supervise(j, pid, &set);
+    /* A VM killed outright (the OOM killer) could not restore the terminal itself. */
+    if (have_tty)
+        tcsetattr(STDIN_FILENO, TCSANOW, &tty);
     cgroup_remove(&j->cgroup);
     return JAIL_PARENT;
 }
@@ -216,21 +222,20 @@ static int make_absolute(char *path, size_t cap)
     return 0;
 }
 
-/* The vsock socket's directory must resolve to DIR or below it. */
+/* The vsock socket's directory must resolve to DIR or below it; the path becomes relative. */
 static int rewrite_uds(const struct jail *j, char *uds, size_t cap, char *err, size_t errlen)
 {
-    char abs[PATH_MAX];
+    char abs[PATH_MAX], real[PATH_MAX];
     if (strlen(uds) >= sizeof(abs)) {
         snprintf(err, errlen, "--vsock uds=%s: path too long", uds);
         return -EINVAL;
     }
     strcpy(abs, uds);
-    char *slash = strrchr(abs, '/');
-    const char *base = slash ? slash + 1 : abs;
-    char dir[PATH_MAX], real[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - abs) : 1, slash ? abs : ".");
-    if (slash == abs)
-        strcpy(dir, "/");
+    char *slash = make_absolute(abs, sizeof(abs)) == 0 ? strrchr(abs, '/') : NULL;
+    const char *base = slash ? slash + 1 : "";
+    if (slash)
+        *slash = '\0';
+    const char *dir = slash == abs ? "/" : abs;
     size_t rootlen = strlen(j->root);
     if (!*base || !realpath(dir, real) || strncmp(real, j->root, rootlen) != 0 ||
         (real[rootlen] != '\0' && real[rootlen] != '/')) {

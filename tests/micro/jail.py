@@ -278,6 +278,12 @@ def t_refusals(a, c, tmp):
                                f"cid=3,uds={tmp}/outside.sock"))
     c.check(rc == USAGE and "must lie inside" in err,
             "a vsock socket outside the jail is refused (exit 2)", f"rc {rc}: {err}")
+    os.makedirs(os.path.join(jail_dir, "run"))
+    rc, _, err = run(raw_guest(a.kiln, a.hello, "--jail", jail_dir, "--vsock",
+                               "cid=3,uds=refuse/run/v.sock"), cwd=tmp)
+    sock = os.path.join(jail_dir, "run", "v.sock")
+    c.check(rc == 0 and os.path.exists(sock) and (os.stat(sock).st_mode & 0o170000) == 0o140000,
+            "a vsock socket inside the jail (relative path) is made there", f"rc {rc}: {err}")
     rc, _, err = run(raw_guest(a.kiln, a.hello, "--jail", jail_dir),
                      user=JAIL_ID, group=JAIL_ID, extra_groups=[])
     c.check(rc == JAIL and "needs root" in err, "--jail as a non-root user is refused (exit 7)",
