@@ -11,6 +11,12 @@
 #include "cli/jail_options.h"
 #include "cli/run_options.h"
 #include "jail/cgroup.h"
+#include "jail/jail.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void cgroup_all_keys(void **state)
 {
@@ -148,6 +154,45 @@ static void mountinfo_cgroup2(void **state)
     assert_int_equal(cgroup2_mount_point(hybrid, tiny, sizeof(tiny)), -ENAMETOOLONG);
 }
 
+/* Paths the VM uses after it is jailed: disks absolute, the vsock socket relative to DIR. */
+static void rewrite_paths(void **state)
+{
+    char tmpl[] = "/tmp/kiln-jail-unit-XXXXXX", sub[64], err[256];
+    assert_non_null(mkdtemp(tmpl));
+    snprintf(sub, sizeof(sub), "%s/run", tmpl);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    struct jail j = {.cfg = NULL};
+    assert_non_null(realpath(tmpl, j.root));
+    struct vm_config cfg = {.ndisks = 1};
+    snprintf(cfg.disks[0].path, sizeof(cfg.disks[0].path), "root.img");
+    cfg.vsock.enabled = true;
+    snprintf(cfg.vsock.uds_path, sizeof(cfg.vsock.uds_path), "%s/run/v.sock", tmpl);
+    assert_int_equal(jail_rewrite_paths(&j, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.vsock.uds_path, "run/v.sock");
+    char cwd[4096], want[4200];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    snprintf(want, sizeof(want), "%s/root.img", cwd);
+    assert_string_equal(cfg.disks[0].path, want);
+    /* directly in DIR, through "..", and outside it */
+    snprintf(cfg.vsock.uds_path, sizeof(cfg.vsock.uds_path), "%s/run/../v.sock", tmpl);
+    assert_int_equal(jail_rewrite_paths(&j, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.vsock.uds_path, "v.sock");
+    snprintf(cfg.vsock.uds_path, sizeof(cfg.vsock.uds_path), "%s/../v.sock", tmpl);
+    assert_int_equal(jail_rewrite_paths(&j, &cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "must lie inside"));
+    /* a sibling whose name starts with DIR's is not inside it */
+    char other[64];
+    snprintf(other, sizeof(other), "%s-other", tmpl);
+    assert_int_equal(mkdir(other, 0755), 0);
+    snprintf(cfg.vsock.uds_path, sizeof(cfg.vsock.uds_path), "%s/v.sock", other);
+    assert_int_equal(jail_rewrite_paths(&j, &cfg, err, sizeof(err)), -EINVAL);
+    rmdir(other);
+    snprintf(cfg.vsock.uds_path, sizeof(cfg.vsock.uds_path), "%s/", tmpl);
+    assert_int_equal(jail_rewrite_paths(&j, &cfg, err, sizeof(err)), -EINVAL);
+    rmdir(sub);
+    rmdir(tmpl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +203,7 @@ int main(void)
         cmocka_unit_test(ids),
         cmocka_unit_test(run_options_jail),
         cmocka_unit_test(mountinfo_cgroup2),
+        cmocka_unit_test(rewrite_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
