@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,8 +192,11 @@ uint64_t peak_rss_kib(void)
     /* VmHWM belongs to the current address space only, unlike getrusage's ru_maxrss, which
      * also remembers the image that exec replaced. */
     FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return 0;
+    if (!f) {
+        /* No /proc (a jailed VM): nothing was exec'd since start, so this is the same. */
+        struct rusage ru;
+        return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss : 0;
+    }
     char line[256];
     unsigned long long kib = 0;
     while (fgets(line, sizeof(line), f))

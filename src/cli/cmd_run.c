@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/run_options.h"
+#include "jail/jail.h"
 #include "util.h"
 #include "vmm/vm.h"
 
@@ -131,7 +132,21 @@ static void warn_if_no_hw_virt(const struct boot_images *img)
              "emulated and may not run a full Linux kernel");
 }
 
-static int run_vm(struct vm_config *cfg, struct boot_images *img)
+/* With --jail: device paths resolve inside the jail, and no privilege outlives the setup. */
+static int add_devices(struct vm *vm, const struct jail *jail)
+{
+    int ret = jail ? jail_chdir(jail) : 0;
+    if (ret < 0)
+        return KILN_EXIT_JAIL;
+    ret = vm_add_devices(vm);
+    if (ret < 0)
+        return ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
+    if (jail && jail_enter(jail) < 0)
+        return KILN_EXIT_JAIL;
+    return KILN_EXIT_OK;
+}
+
+static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct jail *jail)
 {
     struct kvm kvm;
     if (kvm_open(&kvm, cfg->kvm_path) < 0)
@@ -156,8 +171,8 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img)
         else
             log_error("setting up the VM: %s", strerror(-ret));
         status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_VM_FAILED;
-    } else if ((ret = vm_add_devices(vm)) < 0) {
-        status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
+    } else if ((status = add_devices(vm, jail)) != KILN_EXIT_OK) {
+        /* logged */
     } else {
         enum vm_stop_reason reason = VM_STOP_NONE;
         ret = vm_run(vm, &reason);
@@ -192,6 +207,19 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
+    struct jail jail;
+    if (cfg.jail.dir) {
+        int jail_status;
+        ret = jail_spawn(&jail, &cfg.jail, &jail_status);
+        if (ret == JAIL_PARENT)
+            return jail_status;
+        if (ret < 0)
+            return KILN_EXIT_JAIL;
+        if (jail_rewrite_paths(&jail, &cfg, err, sizeof(err)) < 0) {
+            log_error("%s", err);
+            return KILN_EXIT_USAGE;
+        }
+    }
     struct default_guest dg;
     if (!cfg.kernel_path && use_default_guest(&cfg, &dg) < 0)
         return KILN_EXIT_USAGE;
@@ -210,7 +238,7 @@ int cmd_run(int argc, char **argv)
     img.initrd = initrd;
     if (validate_kernel(&cfg, &img) < 0)
         goto out;
-    status = run_vm(&cfg, &img);
+    status = run_vm(&cfg, &img, cfg.jail.dir ? &jail : NULL);
 out:
     free(kernel);
     free(initrd);

@@ -10,6 +10,7 @@ enum kiln_exit {
     KILN_EXIT_NO_KVM = 4,
     KILN_EXIT_RESOURCES = 5,
     KILN_EXIT_DEVICE = 6, /* a device backend (disk image, tap, port, socket) failed */
+    KILN_EXIT_JAIL = 7,   /* --jail could not be set up (not root, namespaces, cgroup) */
 };
 
 #endif

@@ -7,6 +7,8 @@
 
 #include <limits.h>
 
+#include "jail/jail_config.h"
+
 enum kernel_format {
     KERNEL_FORMAT_AUTO,    /* bzImage or ELF, by magic number */
     KERNEL_FORMAT_BZIMAGE, /* Linux x86 boot protocol, 64-bit entry */
@@ -85,6 +87,7 @@ struct vm_config {
     unsigned nnets;
     struct vsock_config vsock;
     enum console_kind console;
+    struct jail_config jail; /* --jail: where and as whom the VM process is confined */
 };
 
 #endif
