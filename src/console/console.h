@@ -16,8 +16,8 @@
 
 enum console_action {
     CONSOLE_ACTION_NONE,
-    CONSOLE_ACTION_QUIT, /* Ctrl-A x */
-    CONSOLE_ACTION_HELP, /* Ctrl-A h */
+    CONSOLE_ACTION_QUIT,         /* Ctrl-A x */
+    CONSOLE_ACTION_HELP,         /* Ctrl-A h */
     CONSOLE_ACTION_POWER_BUTTON, /* Ctrl-A p: press the ACPI power button */
 };
 

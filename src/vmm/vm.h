@@ -64,9 +64,9 @@ struct vm {
     void *console_receive_opaque;
 
     struct event_loop loop;
-    int signal_fd;    /* SIGINT, SIGTERM, SIGHUP: the user wants the VM gone */
-    int rx_ready_fd;  /* the UART drained its receive FIFO: feed it pending input */
-    int stop_eventfd; /* written when a stop is requested, wakes the main loop */
+    int signal_fd;       /* SIGINT, SIGTERM, SIGHUP: the user wants the VM gone */
+    int rx_ready_fd;     /* the UART drained its receive FIFO: feed it pending input */
+    int stop_eventfd;    /* written when a stop is requested, wakes the main loop */
     int power_button_fd; /* written by vm_power_button: the main loop presses the button */
     _Atomic int stop_reason;
     unsigned boots; /* how many times the guest was started (resets included) */

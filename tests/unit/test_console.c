@@ -8,8 +8,7 @@
 
 #include "console/console.h"
 
-static size_t filter(struct console *con, const char *in, uint8_t *out,
-                     enum console_action *action)
+static size_t filter(struct console *con, const char *in, uint8_t *out, enum console_action *action)
 {
     return console_filter_input(con, (const uint8_t *)in, strlen(in), out, action);
 }
@@ -24,8 +23,15 @@ static void test_plain_and_escapes(void **state)
     assert_int_equal(filter(&con, "ls\r", out, &action), 3);
     assert_int_equal(action, CONSOLE_ACTION_NONE);
     /* Ctrl-A Ctrl-A is one Ctrl-A for the guest; unknown commands are swallowed. */
-    assert_int_equal(filter(&con, "a\x01\x01" "b\x01zc", out, &action), 4);
-    assert_memory_equal(out, "a\x01" "bc", 4);
+    assert_int_equal(filter(&con,
+                            "a\x01\x01"
+                            "b\x01zc",
+                            out, &action),
+                     4);
+    assert_memory_equal(out,
+                        "a\x01"
+                        "bc",
+                        4);
     assert_int_equal(action, CONSOLE_ACTION_NONE);
     console_close(&con);
 }

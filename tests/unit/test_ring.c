@@ -68,7 +68,7 @@ static void test_wrap(void **state)
     assert_int_equal(r.head, 20);
     assert_int_equal(ring_tail(&r), 4);
     const uint8_t *data;
-    assert_int_equal(ring_peek(&r, 3, &data), 0); /* overwritten */
+    assert_int_equal(ring_peek(&r, 3, &data), 0);  /* overwritten */
     assert_int_equal(ring_peek(&r, 4, &data), 12); /* up to the end of the buffer */
     uint8_t out[32];
     size_t n = drain(&r, 4, out, sizeof(out));
@@ -120,8 +120,8 @@ static void test_stream(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),           cmocka_unit_test(test_write_and_peek),
-        cmocka_unit_test(test_wrap),            cmocka_unit_test(test_oversized_write),
+        cmocka_unit_test(test_sizes),  cmocka_unit_test(test_write_and_peek),
+        cmocka_unit_test(test_wrap),   cmocka_unit_test(test_oversized_write),
         cmocka_unit_test(test_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -41,7 +41,7 @@
 #define RES_EXTENDED_IRQ_LEN 6 /* flags, table length, one interrupt number */
 #define RES_IRQ_CONSUMER 0x01  /* extended IRQ flags: bit 0 consumer, bit 1 edge */
 #define RES_IRQ_EDGE 0x02
-#define RES_WORD_ADDRESS 0x88  /* large item 0x08 */
+#define RES_WORD_ADDRESS 0x88 /* large item 0x08 */
 #define RES_WORD_ADDRESS_LEN 13
 #define RES_DWORD_ADDRESS_LEN 23
 
