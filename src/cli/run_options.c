@@ -13,7 +13,8 @@
 const char run_options_usage[] =
     "Usage: kiln run [OPTIONS]\n"
     "\n"
-    "Boot a virtual machine in the foreground with its serial console on this terminal.\n"
+    "Boot a virtual machine in the foreground with its serial console on this terminal\n"
+    "(or on a Unix socket: --console-sock).\n"
     "Without --kernel, boots the default guest built by guest/build-guest.sh.\n"
     "\n"
     "Guest:\n"
