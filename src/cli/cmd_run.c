@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/run_options.h"
+#include "cli/run_vm.h"
 #include "util.h"
 #include "vmm/vm.h"
 
@@ -131,7 +132,7 @@ static void warn_if_no_hw_virt(const struct boot_images *img)
              "emulated and may not run a full Linux kernel");
 }
 
-static int run_vm(struct vm_config *cfg, struct boot_images *img)
+static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks)
 {
     struct kvm kvm;
     if (kvm_open(&kvm, cfg->kvm_path) < 0)
@@ -160,7 +161,13 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img)
         status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
     } else {
         enum vm_stop_reason reason = VM_STOP_NONE;
+        if (hooks) {
+            vm->on_boot = hooks->booted;
+            vm->on_boot_opaque = hooks->opaque;
+        }
         ret = vm_run(vm, &reason);
+        if (hooks && hooks->finished)
+            hooks->finished(vm, hooks->opaque);
         if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG)
             status = KILN_EXIT_BAD_IMAGE;
         else if (ret < 0)
@@ -178,6 +185,29 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img)
     return status;
 }
 
+int run_configured(struct vm_config *cfg, const struct run_hooks *hooks)
+{
+    if (check_host_memory(cfg) < 0)
+        return KILN_EXIT_RESOURCES;
+    struct boot_images img = {.format = cfg->kernel_format, .cmdline = cfg->cmdline};
+    uint8_t *kernel = NULL, *initrd = NULL;
+    int status = KILN_EXIT_BAD_IMAGE;
+    if (load_file("kernel", cfg->kernel_path, MAX_KERNEL_SIZE, &kernel, &img.kernel_size) < 0)
+        goto out;
+    img.kernel = kernel;
+    if (cfg->initrd_path &&
+        load_file("initrd", cfg->initrd_path, MAX_INITRD_SIZE, &initrd, &img.initrd_size) < 0)
+        goto out;
+    img.initrd = initrd;
+    if (validate_kernel(cfg, &img) < 0)
+        goto out;
+    status = run_vm(cfg, &img, hooks);
+out:
+    free(kernel);
+    free(initrd);
+    return status;
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct vm_config cfg;
@@ -192,27 +222,11 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
+    /* Under the API or a config file there is no default guest: the client names one. */
+    if (cfg.api_sock || cfg.config_file)
+        return run_controlled(&cfg);
     struct default_guest dg;
     if (!cfg.kernel_path && use_default_guest(&cfg, &dg) < 0)
         return KILN_EXIT_USAGE;
-    if (check_host_memory(&cfg) < 0)
-        return KILN_EXIT_RESOURCES;
-
-    struct boot_images img = {.format = cfg.kernel_format, .cmdline = cfg.cmdline};
-    uint8_t *kernel = NULL, *initrd = NULL;
-    int status = KILN_EXIT_BAD_IMAGE;
-    if (load_file("kernel", cfg.kernel_path, MAX_KERNEL_SIZE, &kernel, &img.kernel_size) < 0)
-        goto out;
-    img.kernel = kernel;
-    if (cfg.initrd_path &&
-        load_file("initrd", cfg.initrd_path, MAX_INITRD_SIZE, &initrd, &img.initrd_size) < 0)
-        goto out;
-    img.initrd = initrd;
-    if (validate_kernel(&cfg, &img) < 0)
-        goto out;
-    status = run_vm(&cfg, &img);
-out:
-    free(kernel);
-    free(initrd);
-    return status;
+    return run_configured(&cfg, NULL);
 }

@@ -54,6 +54,14 @@ const char run_options_usage[] =
     "                            escapes: Ctrl-A x quits, Ctrl-A h helps,\n"
     "                            Ctrl-A Ctrl-A sends a Ctrl-A\n"
     "\n"
+    "Control (Firecracker-compatible API, docs/api.md):\n"
+    "      --api-sock PATH       serve the HTTP API on the Unix socket PATH; the VM boots\n"
+    "                            on PUT /actions InstanceStart (other options pre-fill\n"
+    "                            its configuration; no default guest)\n"
+    "      --config-file FILE    boot from FILE, a JSON configuration in Firecracker's\n"
+    "                            schema (\"boot-source\", \"machine-config\", \"drives\"...)\n"
+    "      --id NAME             the instance id the API reports (GET /)\n"
+    "\n"
     "Other:\n"
     "  -v, --verbose             more messages: run statistics at exit; twice: debug,\n"
     "                            e.g. unclaimed I/O\n"
@@ -83,6 +91,9 @@ enum {
     OPT_NET,
     OPT_VSOCK,
     OPT_CONSOLE,
+    OPT_API_SOCK,
+    OPT_CONFIG_FILE,
+    OPT_ID,
 };
 
 static const struct option run_long_options[] = {
@@ -100,6 +111,9 @@ static const struct option run_long_options[] = {
     {"net", required_argument, NULL, OPT_NET},
     {"vsock", required_argument, NULL, OPT_VSOCK},
     {"console", required_argument, NULL, OPT_CONSOLE},
+    {"api-sock", required_argument, NULL, OPT_API_SOCK},
+    {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+    {"id", required_argument, NULL, OPT_ID},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -118,7 +132,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return -EINVAL;
 }
 
-static int parse_kernel_format(const char *s, enum kernel_format *out)
+int kernel_format_parse(const char *s, enum kernel_format *out)
 {
     static const struct {
         const char *name;
@@ -154,6 +168,17 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
     case OPT_CONSOLE_LOG:
         cfg->console_log = arg;
         return 0;
+    case OPT_API_SOCK:
+        cfg->api_sock = arg;
+        return 0;
+    case OPT_CONFIG_FILE:
+        cfg->config_file = arg;
+        return 0;
+    case OPT_ID:
+        if (!arg[0] || strlen(arg) > 64)
+            return fail(err, errlen, "--id: ids have 1 to 64 bytes");
+        cfg->instance_id = arg;
+        return 0;
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;
         return 0;
@@ -185,7 +210,7 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         *verbosity = 0;
         return 0;
     case OPT_KERNEL_FORMAT:
-        if (parse_kernel_format(arg, &cfg->kernel_format) < 0)
+        if (kernel_format_parse(arg, &cfg->kernel_format) < 0)
             return fail(err, errlen, "--kernel-format '%s': expected auto, bzimage, elf or raw",
                         arg);
         return 0;

@@ -85,6 +85,10 @@ struct vm_config {
     unsigned nnets;
     struct vsock_config vsock;
     enum console_kind console;
+    /* How the process is controlled, not what the VM is (kiln run --api-sock ...). */
+    const char *api_sock;    /* serve the API here; boot only on InstanceStart */
+    const char *config_file; /* boot from this Firecracker-schema JSON file */
+    const char *instance_id; /* the id GET / reports */
 };
 
 #endif
