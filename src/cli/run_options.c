@@ -46,13 +46,22 @@ const char run_options_usage[] =
     "                            guest connections to CID 2 port P reach PATH_P\n"
     "      --rng                 an entropy device fed from the host's getrandom()\n"
     "      --console serial|virtio\n"
-    "                            which console this terminal is attached to: COM1\n"
-    "                            (ttyS0, the default) or a virtio-console port (hvc0)\n"
+    "                            which guest console kiln serves: COM1 (ttyS0, the\n"
+    "                            default) or a virtio-console port (hvc0)\n"
     "\n"
     "Console:\n"
     "      --console-log FILE    also write the guest's console output to FILE\n"
-    "                            escapes: Ctrl-A x quits, Ctrl-A h helps,\n"
-    "                            Ctrl-A Ctrl-A sends a Ctrl-A\n"
+    "      --console-sock PATH   serve the console on the Unix socket PATH instead of this\n"
+    "                            terminal (which kiln then leaves alone: stdin may be\n"
+    "                            /dev/null). A client that connects gets the last 64 KiB\n"
+    "                            of output, then live output; its bytes go to the guest\n"
+    "                            unchanged. One client at a time: another one is told the\n"
+    "                            console is busy and closed. A client that does not read\n"
+    "                            misses output but never slows the guest\n"
+    "  On this terminal (without --console-sock), Ctrl-A then:\n"
+    "                            x quits (the VM is stopped), p presses the ACPI power\n"
+    "                            button (the guest shuts down), h lists the escapes,\n"
+    "                            Ctrl-A sends a Ctrl-A\n"
     "\n"
     "Control (Firecracker-compatible API, docs/api.md):\n"
     "      --api-sock PATH       serve the HTTP API on the Unix socket PATH; the VM boots\n"
@@ -82,6 +91,8 @@ const char run_options_usage[] =
     "  KILN_CACHE                where the default guest lives (default\n"
     "                            $XDG_CACHE_HOME/kiln or ~/.cache/kiln)\n";
 
+#define SOCKET_PATH_MAX 107 /* sun_path holds 108 bytes, NUL included */
+
 enum {
     OPT_KERNEL_FORMAT = 0x100,
     OPT_NO_REBOOT,
@@ -94,6 +105,7 @@ enum {
     OPT_API_SOCK,
     OPT_CONFIG_FILE,
     OPT_ID,
+    OPT_CONSOLE_SOCK,
 };
 
 static const struct option run_long_options[] = {
@@ -114,6 +126,7 @@ static const struct option run_long_options[] = {
     {"api-sock", required_argument, NULL, OPT_API_SOCK},
     {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
     {"id", required_argument, NULL, OPT_ID},
+    {"console-sock", required_argument, NULL, OPT_CONSOLE_SOCK},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -178,6 +191,12 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         if (!arg[0] || strlen(arg) > 64)
             return fail(err, errlen, "--id: ids have 1 to 64 bytes");
         cfg->instance_id = arg;
+        return 0;
+    case OPT_CONSOLE_SOCK:
+        if (!*arg || strlen(arg) > SOCKET_PATH_MAX)
+            return fail(err, errlen, "--console-sock '%s': expected a path of 1 to %d bytes",
+                        arg, SOCKET_PATH_MAX);
+        cfg->console_sock = arg;
         return 0;
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;

@@ -77,6 +77,7 @@ struct vm_config {
     unsigned cpus;
     bool no_reboot;
     const char *console_log;
+    const char *console_sock; /* serve the console on this Unix socket, not the terminal */
     const char *kvm_path;
     bool rng; /* virtio-rng device */
     struct disk_config disks[VM_MAX_DISKS];

@@ -24,6 +24,7 @@ static const struct acpi_params default_params = {
     .lapic_addr = X86_LAPIC_ADDR,
     .pci_mmio_start = X86_PCI_MMIO_START,
     .pci_mmio_end = X86_PCI_MMIO_END,
+    .power_button_gsi = PM_POWER_BUTTON_GSI,
 };
 
 struct tables {

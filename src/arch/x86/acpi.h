@@ -16,6 +16,7 @@ struct acpi_params {
     uint32_t lapic_addr;     /* 0xfee00000 */
     uint32_t pci_mmio_start; /* 32-bit PCI memory window, for the host bridge's _CRS */
     uint32_t pci_mmio_end;   /* inclusive */
+    uint32_t power_button_gsi; /* the Generic Event Device's interrupt */
 };
 
 /*
