@@ -154,7 +154,7 @@ static int attach(const struct vm_ref *ref)
     sigprocmask(SIG_BLOCK, &set, &old);
     s.sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
     signal(SIGPIPE, SIG_IGN);
-    fprintf(stderr, "kiln: connected to VM '%s' (Ctrl-] detaches)\r\n", ref->name);
+    fprintf(stderr, "kiln: connected to VM '%s' (Ctrl-] detaches)\n", ref->name);
     terminal_raw(&s);
     const char *why = s.sig_fd >= 0 ? console_loop(&s) : strerror(errno);
     terminal_restore(&s);

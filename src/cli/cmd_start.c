@@ -190,6 +190,8 @@ static int build_args(const struct vm_ref *ref, json_t *def, char paths[3][STATE
     args[n++] = paths[1];
     args[n++] = "--console-log";
     args[n++] = paths[2];
+    args[n++] = "--id"; /* what GET / reports as the instance id */
+    args[n++] = (char *)ref->name;
     json_t *extra = json_object_get(def, "kiln");
     if (json_is_true(json_object_get(extra, "no_reboot")))
         args[n++] = "--no-reboot";
