@@ -79,11 +79,15 @@ static json_t *drives(const struct vm_config *cfg, char *err, size_t errlen)
             snprintf(id, sizeof(id), "%s", d->id);
         else
             snprintf(id, sizeof(id), "disk%u", i);
-        json_t *drive = json_pack("{s:s, s:s, s:b, s:b}", "drive_id", id, "path_on_host", path,
-                                  "is_root_device", 0, "is_read_only", d->readonly);
+        /* Firecracker's cache_type has no O_DIRECT mode, so the API cannot express it. */
         if (d->cache == DISK_CACHE_NONE)
-            json_object_set_new(drive, "kiln_cache", json_string("none"));
-        json_array_append_new(list, drive);
+            return fail(err, errlen, list,
+                        "disk '%s': cache=none is only available to 'kiln run', not through "
+                        "the API that 'kiln start' uses",
+                        d->path);
+        json_array_append_new(list, json_pack("{s:s, s:s, s:b, s:b}", "drive_id", id,
+                                              "path_on_host", path, "is_root_device", 0,
+                                              "is_read_only", d->readonly));
     }
     return list;
 }
