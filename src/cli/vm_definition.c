@@ -177,9 +177,14 @@ json_t *vm_definition_from_config(const struct vm_config *cfg, char *err, size_t
 {
     if (!cfg->kernel_path)
         return fail(err, errlen, NULL, "--kernel is required");
-    if (cfg->console_log)
+    if (cfg->console_log || cfg->console_sock || cfg->api_sock || cfg->instance_id)
         return fail(err, errlen, NULL,
-                    "--console-log: 'kiln start' always logs the console to the VM's directory");
+                    "--console-log, --console-sock, --api-sock and --id are set by 'kiln start' "
+                    "(files in the VM's directory, the VM's name)");
+    if (cfg->config_file)
+        return fail(err, errlen, NULL,
+                    "--config-file: options define the VM; a Firecracker config file can be "
+                    "booted with 'kiln run --config-file'");
     json_t *def = json_object();
     json_t *part;
     if (!(part = boot_source(cfg, err, errlen)))
