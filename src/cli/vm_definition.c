@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/state_dir.h"
 #include "util.h"
 
 static json_t *fail(char *err, size_t errlen, json_t *partial, const char *fmt, ...)
@@ -75,6 +76,10 @@ static json_t *drives(const struct vm_config *cfg, char *err, size_t errlen)
         if (ret < 0)
             return fail(err, errlen, list, "disk '%s': %s", d->path, strerror(-ret));
         /* Firecracker's drive_id names the drive; kiln's id= (the guest-visible serial) is it. */
+        if (d->id[0] && vm_name_check(d->id) < 0) /* it becomes a segment of the API's URL */
+            return fail(err, errlen, list,
+                        "disk '%s': id '%s': use A-Z a-z 0-9 _ . - (not starting with . or -)",
+                        d->path, d->id);
         if (d->id[0])
             snprintf(id, sizeof(id), "%s", d->id);
         else

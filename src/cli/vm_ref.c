@@ -19,6 +19,14 @@ static const char *env_get(const char *name)
 int vm_state_dir(char *buf, size_t len)
 {
     int ret = state_dir_resolve(buf, len, getuid(), env_get);
+    /* Absolute, because the VM process runs in its own directory and gets these paths. */
+    if (ret == 0 && buf[0] != '/') {
+        char cwd[STATE_PATH_MAX / 2], rel[STATE_PATH_MAX / 2];
+        int n = snprintf(rel, sizeof(rel), "%s", buf);
+        if (!getcwd(cwd, sizeof(cwd)) || n < 0 || (size_t)n >= sizeof(rel) ||
+            snprintf(buf, len, "%s/%s", cwd, rel) >= (int)len)
+            ret = -ENAMETOOLONG;
+    }
     if (ret < 0) {
         log_error("cannot find the state directory (set KILN_STATE_DIR or HOME): %s",
                   strerror(-ret));

@@ -150,6 +150,10 @@ static void definition_checks_files_and_sizes(void **state)
     assert_null(vm_definition_from_config(&cfg, err, sizeof(err)));
     assert_string_equal(err, "disk '/nonexistent.img': No such file or directory");
     snprintf(cfg.disks[0].path, sizeof(cfg.disks[0].path), "/dev/null");
+    snprintf(cfg.disks[0].id, sizeof(cfg.disks[0].id), "../x");
+    assert_null(vm_definition_from_config(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "id '../x'"));
+    cfg.disks[0].id[0] = '\0';
     cfg.disks[0].cache = DISK_CACHE_NONE;
     assert_null(vm_definition_from_config(&cfg, err, sizeof(err)));
     assert_non_null(strstr(err, "cache=none"));
