@@ -80,8 +80,7 @@ static int load_curl(struct api_client *api, char *err, size_t errlen)
     return 0;
 }
 
-struct api_client *api_client_open(const char *sock_path, long timeout_ms, char *err,
-                                   size_t errlen)
+struct api_client *api_client_open(const char *sock_path, long timeout_ms, char *err, size_t errlen)
 {
     if (strlen(sock_path) >= sizeof(((struct api_client *)0)->sock_path)) {
         set_err(err, errlen, "API socket path '%s' is too long for a Unix socket", sock_path);

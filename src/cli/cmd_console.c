@@ -121,7 +121,7 @@ static const char *console_loop(struct console_session *s)
         if (pfd[1].revents)
             return "a signal";
         if (pfd[0].revents && !forward_output(s))
-            return "the VM's console closed (the VM stopped?)";
+            return "the VM closed the console (it stopped, or another client holds it)";
         if (nfds == 3 && pfd[2].revents) {
             int r = forward_input(s);
             if (r == 1)

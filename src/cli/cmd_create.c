@@ -38,8 +38,8 @@ static const char create_usage[] =
 static int store_definition(const struct vm_ref *ref, const char *text)
 {
     char tmp[STATE_PATH_MAX], file[STATE_PATH_MAX];
-    int n = snprintf(tmp, sizeof(tmp), "%s/.create.%s.%d", ref->state_dir, ref->name,
-                     (int)getpid());
+    int n =
+        snprintf(tmp, sizeof(tmp), "%s/.create.%s.%d", ref->state_dir, ref->name, (int)getpid());
     if (n < 0 || (size_t)n >= sizeof(tmp) ||
         snprintf(file, sizeof(file), "%s/%s", tmp, VM_FILE_CONFIG) >= (int)sizeof(file))
         return -ENAMETOOLONG;

@@ -23,7 +23,7 @@ static const char info_usage[] =
     "               files, definition, instance, vm_config (null where unknown)\n"
     "  -h, --help   show this help\n"
     "\n"
-    "Exit status: 0 shown; 2 bad usage; 7 no such VM.\n";
+    "Exit status: 0 shown; 1 its definition is unreadable; 2 bad usage; 7 no such VM.\n";
 
 static json_t *api_get(const struct vm_ref *ref, const char *path)
 {
@@ -39,9 +39,9 @@ static json_t *api_get(const struct vm_ref *ref, const char *path)
 /* The VM's files that exist, by role. */
 static json_t *vm_files(const struct vm_ref *ref)
 {
-    static const char *const names[] = {VM_FILE_CONFIG,       VM_FILE_RUNTIME,
-                                        VM_FILE_API_SOCK,     VM_FILE_CONSOLE_SOCK,
-                                        VM_FILE_CONSOLE_LOG,  VM_FILE_KILN_LOG};
+    static const char *const names[] = {VM_FILE_CONFIG,      VM_FILE_RUNTIME,
+                                        VM_FILE_API_SOCK,    VM_FILE_CONSOLE_SOCK,
+                                        VM_FILE_CONSOLE_LOG, VM_FILE_KILN_LOG};
     json_t *files = json_object();
     char path[STATE_PATH_MAX];
     for (size_t i = 0; i < ARRAY_SIZE(names); i++)

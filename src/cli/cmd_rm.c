@@ -57,8 +57,8 @@ static int rm_vm(struct vm_ref *ref, bool force)
     }
     /* A hidden name first: the VM vanishes at once, even if a file resists removal. */
     char doomed[STATE_PATH_MAX];
-    int n = snprintf(doomed, sizeof(doomed), "%s/.rm.%s.%d", ref->state_dir, ref->name,
-                     (int)getpid());
+    int n =
+        snprintf(doomed, sizeof(doomed), "%s/.rm.%s.%d", ref->state_dir, ref->name, (int)getpid());
     if (n < 0 || (size_t)n >= sizeof(doomed) || rename(ref->dir, doomed) < 0) {
         log_error("cannot delete VM '%s': %s", ref->name, strerror(errno));
         return KILN_EXIT_RESOURCES;

@@ -136,9 +136,8 @@ static int put_section(struct api_client *api, json_t *def, const char *key, con
         snprintf(path, sizeof(path), "/%s", key);
         return api_call(api, "PUT", path, section, NULL, err, errlen);
     }
-    size_t i;
-    json_t *item;
-    json_array_foreach(section, i, item) {
+    for (size_t i = 0; i < json_array_size(section); i++) {
+        json_t *item = json_array_get(section, i);
         const char *id = json_string_value(json_object_get(item, id_key));
         if (!id || vm_name_check(id) < 0) { /* the id becomes a URL path segment */
             snprintf(err, errlen, "config.json: %s[%zu]: missing or unusable %s", key, i, id_key);
@@ -157,8 +156,8 @@ static int configure_and_boot(struct api_client *api, json_t *def, char *err, si
     static const struct {
         const char *key, *id_key;
     } sections[] = {
-        {"machine-config", NULL}, {"boot-source", NULL},        {"drives", "drive_id"},
-        {"network-interfaces", "iface_id"}, {"vsock", NULL}, {"entropy", NULL},
+        {"machine-config", NULL},           {"boot-source", NULL}, {"drives", "drive_id"},
+        {"network-interfaces", "iface_id"}, {"vsock", NULL},       {"entropy", NULL},
     };
     for (size_t i = 0; i < ARRAY_SIZE(sections); i++) {
         int ret = put_section(api, def, sections[i].key, sections[i].id_key, err, errlen);

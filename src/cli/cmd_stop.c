@@ -81,7 +81,8 @@ static int stop_vm(struct vm_ref *ref, int timeout_s)
         if (asked)
             printf("VM '%s' did not shut down within %d s; forcing it\n", ref->name, timeout_s);
         int sig = force_stop(&p);
-        printf("VM '%s' stopped by force (%s)\n", ref->name, sig == SIGTERM ? "SIGTERM" : "SIGKILL");
+        printf("VM '%s' stopped by force (%s)\n", ref->name,
+               sig == SIGTERM ? "SIGTERM" : "SIGKILL");
     }
     vm_process_close(&p);
     vm_runtime_clean(ref->dir);

@@ -141,9 +141,9 @@ int vm_runtime_write(const char *vm_dir, const struct vm_runtime *rt)
     char path[STATE_PATH_MAX];
     if (fmt_path(path, sizeof(path), "%s/%s", vm_dir, VM_FILE_RUNTIME) < 0)
         return -ENAMETOOLONG;
-    json_t *obj = json_pack("{s:I, s:I, s:I}", "pid", (json_int_t)rt->pid, "proc_start_ticks",
-                            (json_int_t)rt->proc_start_ticks, "started_at",
-                            (json_int_t)rt->started_at);
+    json_t *obj =
+        json_pack("{s:I, s:I, s:I}", "pid", (json_int_t)rt->pid, "proc_start_ticks",
+                  (json_int_t)rt->proc_start_ticks, "started_at", (json_int_t)rt->started_at);
     if (!obj)
         return -ENOMEM;
     char *text = json_dumps(obj, JSON_INDENT(2));

@@ -90,9 +90,9 @@ static json_t *drives(const struct vm_config *cfg, char *err, size_t errlen)
                         "disk '%s': cache=none is only available to 'kiln run', not through "
                         "the API that 'kiln start' uses",
                         d->path);
-        json_array_append_new(list, json_pack("{s:s, s:s, s:b, s:b}", "drive_id", id,
-                                              "path_on_host", path, "is_root_device", 0,
-                                              "is_read_only", d->readonly));
+        json_array_append_new(list,
+                              json_pack("{s:s, s:s, s:b, s:b}", "drive_id", id, "path_on_host",
+                                        path, "is_root_device", 0, "is_read_only", d->readonly));
     }
     return list;
 }

@@ -29,9 +29,9 @@ static void name_accepts_plain_names(void **state)
 
 static void name_rejects_path_tricks(void **state)
 {
-    static const char *const bad[] = {"",        ".",      "..",         "../etc", "a/b",
-                                      "/abs",    ".hidden", "-rf",       "a b",    "a\nb",
-                                      "naïve",   "a\\b",   "x;rm",       "$HOME",  "a*"};
+    static const char *const bad[] = {"",      ".",       "..",   "../etc", "a/b",
+                                      "/abs",  ".hidden", "-rf",  "a b",    "a\nb",
+                                      "naïve", "a\\b",    "x;rm", "$HOME",  "a*"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(vm_name_check(bad[i]), -EINVAL);
     char too_long[VM_NAME_MAX + 2];
@@ -176,8 +176,9 @@ static void runtime_missing_and_garbage(void **state)
     assert_int_equal(vm_runtime_read(dir, &rt), -ENOENT);
     assert_int_equal(vm_runtime_probe(dir, &rt, false), 0);
     snprintf(path, sizeof(path), "%s/%s", dir, VM_FILE_RUNTIME);
-    static const char *const bad[] = {"not json", "{\"pid\": -4, \"proc_start_ticks\": 1, "
-                                                  "\"started_at\": 1}",
+    static const char *const bad[] = {"not json",
+                                      "{\"pid\": -4, \"proc_start_ticks\": 1, "
+                                      "\"started_at\": 1}",
                                       "{\"pid\": \"12\", \"proc_start_ticks\": 1, "
                                       "\"started_at\": 1}",
                                       "{\"pid\": 99999999999, \"proc_start_ticks\": 1, "

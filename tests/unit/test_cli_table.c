@@ -20,9 +20,8 @@ static void uptime_formats(void **state)
         int64_t s;
         const char *text;
     } cases[] = {
-        {-1, "-"},        {0, "0s"},          {59, "59s"},         {60, "1m00s"},
-        {725, "12m05s"},  {3600, "1h00m"},    {18420, "5h07m"},    {86399, "23h59m"},
-        {86400, "1d00h"}, {273600, "3d04h"},
+        {-1, "-"},       {0, "0s"},        {59, "59s"},       {60, "1m00s"},    {725, "12m05s"},
+        {3600, "1h00m"}, {18420, "5h07m"}, {86399, "23h59m"}, {86400, "1d00h"}, {273600, "3d04h"},
     };
     char buf[32];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -58,18 +57,24 @@ static char *print_table(const struct vm_row *rows, size_t n)
 static void table_aligns_columns(void **state)
 {
     const struct vm_row rows[] = {
-        {.name = "web", .state = "running", .pid = 4242, .vcpus = 2, .mem_mib = 1024,
+        {.name = "web",
+         .state = "running",
+         .pid = 4242,
+         .vcpus = 2,
+         .mem_mib = 1024,
          .uptime_s = 725},
-        {.name = "a-much-longer-name", .state = "stopped", .vcpus = 1, .mem_mib = 256,
+        {.name = "a-much-longer-name",
+         .state = "stopped",
+         .vcpus = 1,
+         .mem_mib = 256,
          .uptime_s = -1},
         {.name = "db", .state = "paused", .pid = 7, .vcpus = 16, .mem_mib = 512, .uptime_s = 5},
     };
     char *text = print_table(rows, 3);
-    assert_string_equal(text,
-                        "NAME                STATE     PID  VCPUS  MEMORY  UPTIME\n"
-                        "web                 running  4242      2      1G  12m05s\n"
-                        "a-much-longer-name  stopped     -      1    256M  -\n"
-                        "db                  paused      7     16    512M  5s\n");
+    assert_string_equal(text, "NAME                STATE     PID  VCPUS  MEMORY  UPTIME\n"
+                              "web                 running  4242      2      1G  12m05s\n"
+                              "a-much-longer-name  stopped     -      1    256M  -\n"
+                              "db                  paused      7     16    512M  5s\n");
     free(text);
 }
 
@@ -95,7 +100,9 @@ static void definition_uses_firecracker_schema(void **state)
     snprintf(cfg.disks[0].path, sizeof(cfg.disks[0].path), "/dev/null");
     cfg.disks[0].readonly = true;
     cfg.nnets = 2;
-    cfg.nets[0] = (struct net_config){.backend = NET_TAP, .ifname = "tap7", .has_mac = true,
+    cfg.nets[0] = (struct net_config){.backend = NET_TAP,
+                                      .ifname = "tap7",
+                                      .has_mac = true,
                                       .mac = {0x52, 0x54, 0, 0x12, 0x34, 0x56}};
     cfg.nets[1] = (struct net_config){
         .backend = NET_USER,
@@ -161,8 +168,8 @@ static void definition_checks_files_and_sizes(void **state)
 
 static void summary_ignores_garbage(void **state)
 {
-    json_t *def = json_loads("{\"machine-config\":{\"vcpu_count\":\"x\",\"mem_size_mib\":-5}}",
-                             0, NULL);
+    json_t *def =
+        json_loads("{\"machine-config\":{\"vcpu_count\":\"x\",\"mem_size_mib\":-5}}", 0, NULL);
     struct vm_definition_summary sum;
     vm_definition_summarize(def, &sum);
     assert_int_equal(sum.vcpus, 0);
