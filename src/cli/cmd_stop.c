@@ -13,14 +13,14 @@
 #include "util.h"
 
 #define STOP_DEFAULT_TIMEOUT_S 30
-#define STOP_TERM_GRACE_MS 3000 /* SIGTERM makes kiln run stop the VM; give it that long */
+#define STOP_TERM_GRACE_MS 5000 /* SIGTERM makes kiln run stop the VM; give it that long */
 
 static const char stop_usage[] =
     "Usage: kiln stop [--timeout SECS] NAME\n"
     "\n"
     "Stop the VM NAME gracefully: press its ACPI power button through the API (a paused VM\n"
     "is resumed first) and wait up to SECS (default 30) for the guest to power off. If it\n"
-    "does not, force it: SIGTERM to the VM process, then SIGKILL after 3 s. Says which\n"
+    "does not, force it: SIGTERM to the VM process, then SIGKILL after 5 s. Says which\n"
     "happened.\n"
     "\n"
     "  -t, --timeout SECS   how long the guest may take to shut down (0: force at once)\n"
