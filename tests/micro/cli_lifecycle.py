@@ -226,6 +226,16 @@ def t_bad_start(k, c, tmp):
 
 
 def t_race(k, c, echo):
+    procs = [subprocess.Popen([k.path, "create", "same", "--kernel", echo, "--kernel-format", "raw",
+                               "-m", f"{16 + i}M"], env=k.env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(4)]
+    rcs = sorted(p.wait(timeout=60) for p in procs)
+    c.check(rcs == [0] + [EXIT_VM_STATE] * 3, "four racing creates of one name: one wins",
+            str(rcs))
+    vms = k.ls()
+    c.check(list(vms) == ["same"] and 16 <= vms["same"]["mem_size_mib"] < 20,
+            "one whole definition stored, no half-made VM listed", str(vms))
+    k.run("rm", "same")
     k.run("create", "race", "--kernel", echo, "--kernel-format", "raw", "-m", "16M")
     procs = [subprocess.Popen([k.path, "start", "race"], env=k.env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
