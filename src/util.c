@@ -38,6 +38,40 @@ static void log_vprint(const char *prefix, const char *fmt, va_list ap)
     fprintf(stderr, "kiln: %s%s\r\n", prefix, buf);
 }
 
+/*
+ * Per-thread error capture, so that a request handler can hand the reason a deep layer
+ * logged back to an API client. Thread-local: each thread captures only its own errors.
+ */
+static _Thread_local char *capture_buf;
+static _Thread_local size_t capture_len;
+
+void log_capture_begin(char *buf, size_t len)
+{
+    capture_buf = len ? buf : NULL;
+    capture_len = len;
+    if (capture_buf)
+        capture_buf[0] = '\0';
+}
+
+void log_capture_end(void)
+{
+    capture_buf = NULL;
+    capture_len = 0;
+}
+
+void log_error(const char *fmt, ...)
+{
+    va_list ap;
+    if (capture_buf && !capture_buf[0]) {
+        va_start(ap, fmt);
+        vsnprintf(capture_buf, capture_len, fmt, ap);
+        va_end(ap);
+    }
+    va_start(ap, fmt);
+    log_vprint("", fmt, ap);
+    va_end(ap);
+}
+
 #define DEFINE_LOG(name, prefix, min_level)                                                        \
     void name(const char *fmt, ...)                                                                \
     {                                                                                              \
@@ -49,7 +83,6 @@ static void log_vprint(const char *prefix, const char *fmt, va_list ap)
         va_end(ap);                                                                                \
     }
 
-DEFINE_LOG(log_error, "", 0)
 DEFINE_LOG(log_warn, "warning: ", 1)
 DEFINE_LOG(log_info, "", 1)
 DEFINE_LOG(log_verbose, "", 2)

@@ -21,6 +21,12 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_set_verbosity(int level); /* 0 quiet, 1 normal, 2 verbose, 3 debug */
+/*
+ * Until log_capture_end(), the first log_error() of the calling thread is also copied into
+ * `buf` (emptied here): the API returns it as a fault message.
+ */
+void log_capture_begin(char *buf, size_t len);
+void log_capture_end(void);
 
 /*
  * Rate limiting for guest-triggered messages: a hostile guest must not be able to flood

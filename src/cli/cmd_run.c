@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/run_options.h"
+#include "cli/run_vm.h"
 #include "jail/jail.h"
 #include "util.h"
 #include "vmm/vm.h"
@@ -146,7 +147,8 @@ static int add_devices(struct vm *vm, const struct jail *jail)
     return KILN_EXIT_OK;
 }
 
-static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct jail *jail)
+static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks,
+                  const struct jail *jail)
 {
     struct kvm kvm;
     if (kvm_open(&kvm, cfg->kvm_path) < 0)
@@ -175,7 +177,13 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct j
         /* logged */
     } else {
         enum vm_stop_reason reason = VM_STOP_NONE;
+        if (hooks) {
+            vm->on_boot = hooks->booted;
+            vm->on_boot_opaque = hooks->opaque;
+        }
         ret = vm_run(vm, &reason);
+        if (hooks && hooks->finished)
+            hooks->finished(vm, hooks->opaque);
         if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG)
             status = KILN_EXIT_BAD_IMAGE;
         else if (ret < 0)
@@ -193,6 +201,56 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct j
     return status;
 }
 
+static int run_loaded(struct vm_config *cfg, const struct run_hooks *hooks,
+                      const struct jail *jail)
+{
+    if (check_host_memory(cfg) < 0)
+        return KILN_EXIT_RESOURCES;
+    struct boot_images img = {.format = cfg->kernel_format, .cmdline = cfg->cmdline};
+    uint8_t *kernel = NULL, *initrd = NULL;
+    int status = KILN_EXIT_BAD_IMAGE;
+    if (load_file("kernel", cfg->kernel_path, MAX_KERNEL_SIZE, &kernel, &img.kernel_size) < 0)
+        goto out;
+    img.kernel = kernel;
+    if (cfg->initrd_path &&
+        load_file("initrd", cfg->initrd_path, MAX_INITRD_SIZE, &initrd, &img.initrd_size) < 0)
+        goto out;
+    img.initrd = initrd;
+    if (validate_kernel(cfg, &img) < 0)
+        goto out;
+    status = run_vm(cfg, &img, hooks, jail);
+out:
+    free(kernel);
+    free(initrd);
+    return status;
+}
+
+int run_configured(struct vm_config *cfg, const struct run_hooks *hooks)
+{
+    return run_loaded(cfg, hooks, NULL);
+}
+
+/* --jail: fork into the jail; the parent returns the VM's status, the child runs it. */
+static int run_jailed(struct vm_config *cfg)
+{
+    struct jail jail;
+    char err[256];
+    int status;
+    int ret = jail_spawn(&jail, &cfg->jail, &status);
+    if (ret == JAIL_PARENT)
+        return status;
+    if (ret < 0)
+        return KILN_EXIT_JAIL;
+    if (jail_rewrite_paths(&jail, cfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return KILN_EXIT_USAGE;
+    }
+    struct default_guest dg;
+    if (!cfg->kernel_path && use_default_guest(cfg, &dg) < 0)
+        return KILN_EXIT_USAGE;
+    return run_loaded(cfg, NULL, &jail);
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct vm_config cfg;
@@ -207,40 +265,19 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
-    struct jail jail;
-    if (cfg.jail.dir) {
-        int jail_status;
-        ret = jail_spawn(&jail, &cfg.jail, &jail_status);
-        if (ret == JAIL_PARENT)
-            return jail_status;
-        if (ret < 0)
-            return KILN_EXIT_JAIL;
-        if (jail_rewrite_paths(&jail, &cfg, err, sizeof(err)) < 0) {
-            log_error("%s", err);
-            return KILN_EXIT_USAGE;
-        }
+    if (cfg.jail.dir && (cfg.api_sock || cfg.config_file)) {
+        /* The jail is entered single-threaded, after the devices are open; the API
+         * thread runs before that. A jailed API needs the jail to exec kiln instead. */
+        log_error("--jail cannot be combined with --api-sock or --config-file yet");
+        return KILN_EXIT_USAGE;
     }
+    if (cfg.jail.dir)
+        return run_jailed(&cfg);
+    /* Under the API or a config file there is no default guest: the client names one. */
+    if (cfg.api_sock || cfg.config_file)
+        return run_controlled(&cfg);
     struct default_guest dg;
     if (!cfg.kernel_path && use_default_guest(&cfg, &dg) < 0)
         return KILN_EXIT_USAGE;
-    if (check_host_memory(&cfg) < 0)
-        return KILN_EXIT_RESOURCES;
-
-    struct boot_images img = {.format = cfg.kernel_format, .cmdline = cfg.cmdline};
-    uint8_t *kernel = NULL, *initrd = NULL;
-    int status = KILN_EXIT_BAD_IMAGE;
-    if (load_file("kernel", cfg.kernel_path, MAX_KERNEL_SIZE, &kernel, &img.kernel_size) < 0)
-        goto out;
-    img.kernel = kernel;
-    if (cfg.initrd_path &&
-        load_file("initrd", cfg.initrd_path, MAX_INITRD_SIZE, &initrd, &img.initrd_size) < 0)
-        goto out;
-    img.initrd = initrd;
-    if (validate_kernel(&cfg, &img) < 0)
-        goto out;
-    status = run_vm(&cfg, &img, cfg.jail.dir ? &jail : NULL);
-out:
-    free(kernel);
-    free(initrd);
-    return status;
+    return run_configured(&cfg, NULL);
 }

@@ -135,7 +135,7 @@ static int parse_port(const char *s, uint16_t *port)
 }
 
 /* hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (QEMU's syntax) */
-static int parse_hostfwd(const char *text, struct net_hostfwd *fwd)
+int parse_hostfwd(const char *text, struct net_hostfwd *fwd)
 {
     char buf[96];
     if (strlen(text) >= sizeof(buf))

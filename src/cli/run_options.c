@@ -85,6 +85,14 @@ const char run_options_usage[] =
     "                            button (the guest shuts down), h lists the escapes,\n"
     "                            Ctrl-A sends a Ctrl-A\n"
     "\n"
+    "Control (Firecracker-compatible API, docs/api.md):\n"
+    "      --api-sock PATH       serve the HTTP API on the Unix socket PATH; the VM boots\n"
+    "                            on PUT /actions InstanceStart (other options pre-fill\n"
+    "                            its configuration; no default guest)\n"
+    "      --config-file FILE    boot from FILE, a JSON configuration in Firecracker's\n"
+    "                            schema (\"boot-source\", \"machine-config\", \"drives\"...)\n"
+    "      --id NAME             the instance id the API reports (GET /)\n"
+    "\n"
     "Other:\n"
     "  -v, --verbose             more messages: run statistics at exit; twice: debug,\n"
     "                            e.g. unclaimed I/O\n"
@@ -100,7 +108,7 @@ const char run_options_usage[] =
     "  5  the host cannot provide the resources (memory, threads)\n"
     "  6  a device could not be set up (disk image missing or locked, tap device\n"
     "     missing, host port in use, socket path unusable)\n"
-    "  7  the jail could not be set up (not root, no namespaces, cgroup v2 or one of its\n"
+    "  9  the jail could not be set up (not root, no namespaces, cgroup v2 or one of its\n"
     "     controllers unavailable); with --jail-cgroup, 5 also means the OOM killer\n"
     "     ended the VM at memory.max\n"
     "\n"
@@ -125,6 +133,9 @@ enum {
     OPT_JAIL_NETNS,
     OPT_JAIL_CGROUP,
     OPT_JAIL_RLIMIT,
+    OPT_API_SOCK,
+    OPT_CONFIG_FILE,
+    OPT_ID,
     OPT_CONSOLE_SOCK,
 };
 
@@ -149,6 +160,9 @@ static const struct option run_long_options[] = {
     {"jail-netns", required_argument, NULL, OPT_JAIL_NETNS},
     {"jail-cgroup", required_argument, NULL, OPT_JAIL_CGROUP},
     {"jail-rlimit", required_argument, NULL, OPT_JAIL_RLIMIT},
+    {"api-sock", required_argument, NULL, OPT_API_SOCK},
+    {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+    {"id", required_argument, NULL, OPT_ID},
     {"console-sock", required_argument, NULL, OPT_CONSOLE_SOCK},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
@@ -168,7 +182,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return -EINVAL;
 }
 
-static int parse_kernel_format(const char *s, enum kernel_format *out)
+int kernel_format_parse(const char *s, enum kernel_format *out)
 {
     static const struct {
         const char *name;
@@ -233,6 +247,17 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
     case OPT_CONSOLE_LOG:
         cfg->console_log = arg;
         return 0;
+    case OPT_API_SOCK:
+        cfg->api_sock = arg;
+        return 0;
+    case OPT_CONFIG_FILE:
+        cfg->config_file = arg;
+        return 0;
+    case OPT_ID:
+        if (!arg[0] || strlen(arg) > 64)
+            return fail(err, errlen, "--id: ids have 1 to 64 bytes");
+        cfg->instance_id = arg;
+        return 0;
     case OPT_CONSOLE_SOCK:
         if (!*arg || strlen(arg) > SOCKET_PATH_MAX)
             return fail(err, errlen, "--console-sock '%s': expected a path of 1 to %d bytes",
@@ -270,7 +295,7 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         *verbosity = 0;
         return 0;
     case OPT_KERNEL_FORMAT:
-        if (parse_kernel_format(arg, &cfg->kernel_format) < 0)
+        if (kernel_format_parse(arg, &cfg->kernel_format) < 0)
             return fail(err, errlen, "--kernel-format '%s': expected auto, bzimage, elf or raw",
                         arg);
         return 0;

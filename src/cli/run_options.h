@@ -14,6 +14,9 @@
  */
 int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen);
 
+/* "auto", "bzimage", "elf" (or "pvh"), "raw". Returns 0 or -EINVAL. */
+int kernel_format_parse(const char *name, enum kernel_format *out);
+
 /* The --help text. */
 extern const char run_options_usage[];
 

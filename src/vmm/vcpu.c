@@ -133,6 +133,18 @@ static void vcpu_handle_exit(struct vcpu *vcpu)
     }
 }
 
+/*
+ * KVM_RUN with immediate_exit set finishes what the last exit left pending (the data of an
+ * I/O or MMIO read) and returns at once with EINTR, without entering the guest.
+ */
+static void vcpu_complete_io(struct vcpu *vcpu)
+{
+    __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    if (ioctl(vcpu->fd, KVM_RUN, 0) == 0)
+        vcpu_handle_exit(vcpu); /* not expected with immediate_exit; handle it all the same */
+    vcpu->run->immediate_exit = 0;
+}
+
 static void vcpu_kick_handler(int sig)
 {
     (void)sig;
@@ -150,10 +162,21 @@ static void *vcpu_thread(void *arg)
     sigaddset(&set, VCPU_KICK_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+    vm_vcpu_running(vm, true);
+    bool io_pending = false; /* the last exit's I/O completes at the next KVM_RUN */
     while (atomic_load(&vm->stop_reason) == VM_STOP_NONE) {
+        if (atomic_load(&vm->paused)) {
+            /* Park with nothing half done, so a paused VM's state is consistent. */
+            if (io_pending)
+                vcpu_complete_io(vcpu);
+            io_pending = false;
+            vm_vcpu_park_if_paused(vm, vcpu);
+            continue;
+        }
         if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 vcpu->run->immediate_exit = 0;
+                io_pending = false;
                 continue;
             }
             char msg[96];
@@ -163,7 +186,9 @@ static void *vcpu_thread(void *arg)
         }
         vcpu->exits++;
         vcpu_handle_exit(vcpu);
+        io_pending = true;
     }
+    vm_vcpu_running(vm, false);
     return NULL;
 }
 

@@ -35,10 +35,108 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
         return;
     for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
+    /* Parked vCPUs and a waiting vm_pause() must see the stop too. */
+    pthread_mutex_lock(&vm->run_lock);
+    pthread_cond_broadcast(&vm->run_cond);
+    pthread_mutex_unlock(&vm->run_lock);
     uint64_t one = 1;
     if (write(vm->stop_eventfd, &one, sizeof(one)) < 0) {
         /* The counter cannot overflow from one write; nothing useful to do otherwise. */
     }
+}
+
+/* ---- pause and resume ---- */
+
+static bool vm_stopping(struct vm *vm)
+{
+    return atomic_load(&vm->stop_reason) != VM_STOP_NONE;
+}
+
+void vm_vcpu_running(struct vm *vm, bool running)
+{
+    pthread_mutex_lock(&vm->run_lock);
+    if (running)
+        vm->vcpus_running++;
+    else
+        vm->vcpus_running--;
+    pthread_cond_broadcast(&vm->run_cond);
+    pthread_mutex_unlock(&vm->run_lock);
+}
+
+void vm_vcpu_park_if_paused(struct vm *vm, struct vcpu *vcpu)
+{
+    if (!atomic_load(&vm->paused))
+        return;
+    pthread_mutex_lock(&vm->run_lock);
+    vm->vcpus_parked++;
+    pthread_cond_broadcast(&vm->run_cond);
+    while (atomic_load(&vm->paused) && !vm_stopping(vm))
+        pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+    vm->vcpus_parked--;
+    pthread_mutex_unlock(&vm->run_lock);
+    (void)vcpu;
+}
+
+/*
+ * The guest's kvmclock is frozen while paused (as QEMU does for a stopped VM), so a guest
+ * does not see the pause as lost time and its watchdogs do not fire. Its TSC keeps running:
+ * this KVM has no TSC scaling/offset control to stop it.
+ */
+static void vm_save_clock(struct vm *vm)
+{
+    struct kvm_clock_data clock = {0};
+    vm->paused_clock.saved = false;
+    if (vm->fd < 0 || ioctl(vm->fd, KVM_GET_CLOCK, &clock) < 0)
+        return;
+    vm->paused_clock = (struct vm_paused_clock){true, vm->boots, clock.clock};
+}
+
+static void vm_restore_clock(struct vm *vm)
+{
+    if (!vm->paused_clock.saved || vm->fd < 0 || vm->paused_clock.boot != vm->boots)
+        return;
+    struct kvm_clock_data clock = {.clock = vm->paused_clock.clock};
+    if (ioctl(vm->fd, KVM_SET_CLOCK, &clock) < 0)
+        log_warn("resuming: KVM_SET_CLOCK: %s", strerror(errno));
+    vm->paused_clock.saved = false;
+}
+
+int vm_pause(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->run_lock);
+    /*
+     * Kicks happen under run_lock and only while no stop is under way: a vCPU thread takes
+     * run_lock on its way out, so none is joined or destroyed during the loop.
+     */
+    if (!atomic_load(&vm->paused) && !vm_stopping(vm)) {
+        atomic_store(&vm->paused, true);
+        for (unsigned i = 0; i < vm->ncpus; i++)
+            vcpu_kick(&vm->vcpus[i]);
+    }
+    while (vm->vcpus_parked < vm->vcpus_running && !vm_stopping(vm))
+        pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+    int ret = vm_stopping(vm) ? -ESHUTDOWN : 0;
+    if (ret == 0 && !vm->paused_clock.saved)
+        vm_save_clock(vm);
+    pthread_mutex_unlock(&vm->run_lock);
+    return ret;
+}
+
+int vm_resume(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->run_lock);
+    if (atomic_load(&vm->paused)) {
+        vm_restore_clock(vm);
+        atomic_store(&vm->paused, false);
+        pthread_cond_broadcast(&vm->run_cond);
+    }
+    pthread_mutex_unlock(&vm->run_lock);
+    return 0;
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+    return atomic_load(&vm->paused);
 }
 
 static void vm_log_unhandled(struct vm *vm, const char *bus, uint64_t addr, uint32_t len,
@@ -339,6 +437,8 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
     vm->ncpus = config->cpus;
     vm->unhandled_log = (struct ratelimit)RATELIMIT_INIT(5, 10);
     vm->start_ns = monotonic_ns();
+    pthread_mutex_init(&vm->run_lock, NULL);
+    pthread_cond_init(&vm->run_cond, NULL);
     bus_init(&vm->pio_bus, "pio");
     bus_init(&vm->mmio_bus, "mmio");
 
@@ -427,9 +527,12 @@ int vm_add_devices(struct vm *vm)
 
 static int vm_setup_kvm(struct vm *vm)
 {
-    vm->fd = ioctl(vm->kvm.fd, KVM_CREATE_VM, 0);
-    if (vm->fd < 0)
+    int fd = ioctl(vm->kvm.fd, KVM_CREATE_VM, 0);
+    if (fd < 0)
         return -errno;
+    pthread_mutex_lock(&vm->run_lock); /* vm_pause/vm_resume read vm->fd */
+    vm->fd = fd;
+    pthread_mutex_unlock(&vm->run_lock);
     if (ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){KVM_IDENTITY_MAP_ADDR}) < 0 ||
         ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0)
         return -errno;
@@ -458,12 +561,11 @@ static int vm_setup_kvm(struct vm *vm)
         if (ret < 0)
             return ret;
     }
-    for (unsigned i = 0; i < vm->ncpus; i++) {
+    pthread_mutex_lock(&vm->run_lock); /* vm_pause() may be reading the vCPUs */
+    for (unsigned i = 0; ret == 0 && i < vm->ncpus; i++)
         ret = vcpu_create(vm, &vm->vcpus[i], i);
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
+    pthread_mutex_unlock(&vm->run_lock);
+    return ret;
 }
 
 static int vm_load_guest(struct vm *vm)
@@ -499,17 +601,21 @@ static void vm_teardown_kvm(struct vm *vm)
 {
     for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
-    for (unsigned i = 0; i < vm->ncpus; i++) {
+    for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_join(&vm->vcpus[i]);
+    pthread_mutex_lock(&vm->run_lock); /* vm_pause() may be reading the vCPUs */
+    for (unsigned i = 0; i < vm->ncpus; i++)
         if (vm->vcpus[i].run || vm->vcpus[i].fd >= 0)
             vcpu_destroy(&vm->vcpus[i]);
-    }
+    pthread_mutex_unlock(&vm->run_lock);
     for (unsigned i = 0; i < vm->nvirtio; i++)
         virtio_pci_detach(vm->virtio[i]);
     irq_routing_destroy(&vm->routing);
+    pthread_mutex_lock(&vm->run_lock);
     if (vm->fd >= 0)
         close(vm->fd);
     vm->fd = -1;
+    pthread_mutex_unlock(&vm->run_lock);
 }
 
 /* A reset: what RAM held is gone (fresh zero pages), devices return to power-on state. */
@@ -536,14 +642,19 @@ static int vm_boot(struct vm *vm)
         return ret;
     vm->boots++;
     console_enter_raw(&vm->console);
-    for (unsigned i = 0; i < vm->ncpus; i++) {
+    pthread_mutex_lock(&vm->run_lock);
+    for (unsigned i = 0; ret == 0 && i < vm->ncpus; i++) {
         ret = vcpu_start(&vm->vcpus[i]);
-        if (ret < 0) {
+        if (ret < 0)
             log_error("starting vCPU %u: %s", i, strerror(-ret));
-            vm_request_stop(vm, VM_STOP_FAILED);
-            return 0;
-        }
     }
+    pthread_mutex_unlock(&vm->run_lock);
+    if (ret < 0) {
+        vm_request_stop(vm, VM_STOP_FAILED);
+        return 0;
+    }
+    if (vm->on_boot)
+        vm->on_boot(vm, vm->on_boot_opaque);
     return 0;
 }
 
@@ -592,4 +703,6 @@ void vm_destroy(struct vm *vm)
     vm->vcpus = NULL;
     guest_mem_free(&vm->mem);
     kvm_close(&vm->kvm);
+    pthread_cond_destroy(&vm->run_cond);
+    pthread_mutex_destroy(&vm->run_lock);
 }

@@ -71,6 +71,24 @@ struct vm {
     _Atomic int stop_reason;
     unsigned boots; /* how many times the guest was started (resets included) */
 
+    /*
+     * Pause: vCPU threads park outside KVM_RUN while `paused` is set (vm_pause/vm_resume).
+     * run_lock guards these fields and vm->fd against a concurrent teardown.
+     */
+    pthread_mutex_t run_lock;
+    pthread_cond_t run_cond;
+    _Atomic bool paused;
+    unsigned vcpus_running; /* vCPU threads inside their run loop */
+    unsigned vcpus_parked;  /* of those, parked by a pause */
+    struct vm_paused_clock {
+        bool saved;
+        unsigned boot;    /* vm->boots when it was saved: a reboot makes it stale */
+        uint64_t clock;   /* KVM_GET_CLOCK at pause, ns */
+    } paused_clock;
+    /* Called on the main thread each time the guest has been booted (resets included). */
+    void (*on_boot)(struct vm *vm, void *opaque);
+    void *on_boot_opaque;
+
     uint64_t unhandled_pio;
     uint64_t unhandled_mmio;
     struct ratelimit unhandled_log;
@@ -93,6 +111,21 @@ void vm_destroy(struct vm *vm);
 
 /* Asks every vCPU to stop; safe from any thread, including vCPU threads and device code. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
+
+/*
+ * Pause and resume (any thread but a vCPU's). vm_pause returns once every vCPU thread is
+ * parked outside KVM_RUN with its pending I/O completed, so the VM's state can be read;
+ * it returns -ESHUTDOWN if the VM is stopping. The guest's kvmclock does not advance
+ * while paused. Both are idempotent.
+ */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
+
+/* Called by a vCPU thread between exits: parks it while the VM is paused. */
+void vm_vcpu_park_if_paused(struct vm *vm, struct vcpu *vcpu);
+/* A vCPU thread enters / leaves its run loop. */
+void vm_vcpu_running(struct vm *vm, bool running);
 
 /*
  * Adds a virtio device whose ops/opaque/host_features are set: assigns its BAR and hooks it

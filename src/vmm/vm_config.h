@@ -89,6 +89,10 @@ struct vm_config {
     struct vsock_config vsock;
     enum console_kind console;
     struct jail_config jail; /* --jail: where and as whom the VM process is confined */
+    /* How the process is controlled, not what the VM is (kiln run --api-sock ...). */
+    const char *api_sock;    /* serve the API here; boot only on InstanceStart */
+    const char *config_file; /* boot from this Firecracker-schema JSON file */
+    const char *instance_id; /* the id GET / reports */
 };
 
 #endif

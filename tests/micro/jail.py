@@ -14,7 +14,7 @@ Every thread of the VM process is checked, not only the main one. Also: a guest 
 inside the jail, a vsock socket outside the jail (refused), a non-root caller (refused), the
 disk thread pool (its workers start after the jail), signals through the supervisor, and
 --jail-cgroup memory.max: enforced (the OOM killer ends a guest that touches more memory,
-exit 5) where cgroup v2 has the memory controller, else a clear refusal (exit 7).
+exit 5) where cgroup v2 has the memory controller, else a clear refusal (exit 9).
 
 Prints PASS/FAIL lines; exits 0, 1 on failure, 77 without root or a usable /dev/kvm.
 Python 3 standard library only.
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-USAGE, RESOURCES, DEVICE, JAIL = 2, 5, 6, 7
+USAGE, RESOURCES, DEVICE, JAIL = 2, 5, 6, 9
 JAIL_ID = 65534
 NAMESPACES = ("mnt", "pid", "ipc", "uts", "cgroup")
 
@@ -220,7 +220,7 @@ def t_netns(a, c, tmp):
                 "(exit 6)", f"rc {rc}: {err}")
         rc, _, err = run(raw_guest(a.kiln, a.hello, "--jail", os.path.join(tmp, "nonet"),
                                    "--jail-netns", "no-such-ns"))
-        c.check(rc == JAIL and "no-such-ns" in err, "a missing --jail-netns is refused (exit 7)",
+        c.check(rc == JAIL and "no-such-ns" in err, "a missing --jail-netns is refused (exit 9)",
                 f"rc {rc}: {err}")
         t_confined(a, c, tmp, netns=name)
     finally:
@@ -286,7 +286,7 @@ def t_refusals(a, c, tmp):
             "a vsock socket inside the jail (relative path) is made there", f"rc {rc}: {err}")
     rc, _, err = run(raw_guest(a.kiln, a.hello, "--jail", jail_dir),
                      user=JAIL_ID, group=JAIL_ID, extra_groups=[])
-    c.check(rc == JAIL and "needs root" in err, "--jail as a non-root user is refused (exit 7)",
+    c.check(rc == JAIL and "needs root" in err, "--jail as a non-root user is refused (exit 9)",
             f"rc {rc}: {err}")
     rc, _, err = run(raw_guest(a.kiln, a.hello, "--jail-uid", "1000"))
     c.check(rc == USAGE, "--jail-uid without --jail is a usage error", f"rc {rc}: {err}")
@@ -325,7 +325,7 @@ def t_cgroup(a, c, tmp):
     if not cgroup2_memory():
         rc, _, err = run(big)
         c.check(rc == JAIL and "no 'memory' controller" in err,
-                "without cgroup v2's memory controller --jail-cgroup is refused clearly (exit 7)",
+                "without cgroup v2's memory controller --jail-cgroup is refused clearly (exit 9)",
                 f"rc {rc}: {err}")
         return
     rc, out, err = run(big, timeout=60)

@@ -1,0 +1,182 @@
+#include "api/api_server.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "api/fc_config.h"
+#include "util.h"
+
+#define API_MAX_CONNECTIONS 32
+#define API_CONNECTION_TIMEOUT_S 30
+
+struct api_server {
+    struct MHD_Daemon *daemon;
+    struct api *api;
+    int fd;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+/* One request's body, gathered across MHD's calls; anything past the cap is dropped. */
+struct request_body {
+    char data[FC_MAX_BODY];
+    size_t len;
+    bool too_large;
+};
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, unsigned status, const char *body)
+{
+    size_t len = body ? strlen(body) : 0;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    if (body)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    struct api_server *server = cls;
+    struct request_body *rb = *con_cls;
+    if (!rb) {
+        /* First call: only the headers have arrived. */
+        rb = calloc(1, sizeof(*rb));
+        if (!rb)
+            return MHD_NO;
+        *con_cls = rb;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        if (rb->too_large || n > sizeof(rb->data) - rb->len)
+            rb->too_large = true;
+        else
+            memcpy(rb->data + rb->len, upload_data, n);
+        if (!rb->too_large)
+            rb->len += n;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (rb->too_large)
+        return send_reply(conn, 400,
+                          "{\"fault_message\":\"request body is larger than the limit of 51200 "
+                          "bytes\"}");
+    struct api_reply reply;
+    api_dispatch(server->api, method, url, rb->data, rb->len, &reply);
+    enum MHD_Result ret = send_reply(conn, reply.status, reply.body);
+    api_reply_free(&reply);
+    (void)version;
+    return ret;
+}
+
+static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                          enum MHD_RequestTerminationCode toe)
+{
+    free(*con_cls);
+    *con_cls = NULL;
+    (void)cls, (void)conn, (void)toe;
+}
+
+/* Is something accepting connections on `path`? */
+static bool socket_is_live(const struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool live = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0;
+    close(fd);
+    return live;
+}
+
+static int remove_stale_socket(const struct sockaddr_un *addr)
+{
+    struct stat st;
+    if (lstat(addr->sun_path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode)) {
+        log_error("API socket '%s': exists and is not a socket", addr->sun_path);
+        return -EEXIST;
+    }
+    if (socket_is_live(addr)) {
+        log_error("API socket '%s': another process is listening on it", addr->sun_path);
+        return -EADDRINUSE;
+    }
+    if (unlink(addr->sun_path) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+static int bind_socket(const char *path, int *out)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (!path[0] || strlen(path) >= sizeof(addr.sun_path)) {
+        log_error("API socket '%s': paths have 1 to %zu bytes", path, sizeof(addr.sun_path) - 1);
+        return -ENAMETOOLONG;
+    }
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    int ret = remove_stale_socket(&addr);
+    if (ret < 0)
+        return ret;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 16) < 0) {
+        ret = -errno;
+        log_error("API socket '%s': %s", path, strerror(-ret));
+        close(fd);
+        return ret;
+    }
+    *out = fd;
+    return 0;
+}
+
+int api_server_start(struct api_server **out, struct api *api, const char *path)
+{
+    struct api_server *server = calloc(1, sizeof(*server));
+    if (!server)
+        return -ENOMEM;
+    server->api = api;
+    int ret = bind_socket(path, &server->fd);
+    if (ret < 0) {
+        free(server);
+        return ret;
+    }
+    snprintf(server->path, sizeof(server->path), "%s", path);
+    /* One internal thread serves every connection, so requests run one at a time. */
+    server->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, api_access, server,
+        MHD_OPTION_LISTEN_SOCKET, server->fd, MHD_OPTION_NOTIFY_COMPLETED, api_completed, server,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+    if (!server->daemon) {
+        log_error("API socket '%s': cannot start the HTTP server", path);
+        unlink(path);
+        close(server->fd);
+        free(server);
+        return -EIO;
+    }
+    *out = server;
+    return 0;
+}
+
+void api_server_stop(struct api_server *server)
+{
+    if (!server)
+        return;
+    MHD_stop_daemon(server->daemon); /* closes the listening socket too */
+    unlink(server->path);
+    free(server);
+}

@@ -1,0 +1,286 @@
+/*
+ * `kiln run --api-sock PATH` and `--config-file FILE`: the VM is configured through the
+ * API (or a file) and booted on the main thread when InstanceStart arrives. The API runs
+ * on the HTTP server's thread; a start request is handed to the main thread and the
+ * request waits for its outcome, so a client learns why a start failed and may retry.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "api/api_server.h"
+#include "api/fc_config.h"
+#include "cli/exit_codes.h"
+#include "cli/run_vm.h"
+#include "util.h"
+#include "vmm/vm.h"
+
+#define START_ERR_MAX 512
+
+struct control {
+    struct api api;
+    struct api_server *server;
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t cond;
+    const struct vm_spec *start_spec; /* a start the API asked for, until start_done */
+    bool start_done;
+    int start_result;
+    char start_err[START_ERR_MAX];
+    bool started_by_api;
+    struct vm *vm; /* the running VM, NULL before boot and once it stopped */
+    bool booted;
+    int wake_fd; /* eventfd: a start request is waiting for the main thread */
+};
+
+/* ---- API operations (API thread) ---- */
+
+static int control_start(void *opaque, const struct vm_spec *spec, char *err, size_t errlen)
+{
+    struct control *ctl = opaque;
+    pthread_mutex_lock(&ctl->lock);
+    ctl->start_spec = spec;
+    ctl->start_done = false;
+    uint64_t one = 1;
+    if (write(ctl->wake_fd, &one, sizeof(one)) < 0) {
+        /* cannot fail: the counter is far from overflowing */
+    }
+    while (!ctl->start_done)
+        pthread_cond_wait(&ctl->cond, &ctl->lock);
+    int ret = ctl->start_result;
+    snprintf(err, errlen, "%s", ctl->start_err);
+    ctl->start_spec = NULL;
+    pthread_mutex_unlock(&ctl->lock);
+    return ret;
+}
+
+static int control_with_vm(struct control *ctl, int (*fn)(struct vm *), const char *what,
+                           char *err, size_t errlen)
+{
+    pthread_mutex_lock(&ctl->lock);
+    int ret = ctl->vm ? fn(ctl->vm) : -ESRCH;
+    pthread_mutex_unlock(&ctl->lock);
+    if (ret < 0)
+        snprintf(err, errlen, "%s: the VM is %s", what,
+                 ret == -ESRCH ? "not running" : "shutting down");
+    return ret;
+}
+
+static int control_pause(void *opaque, char *err, size_t errlen)
+{
+    return control_with_vm(opaque, vm_pause, "pause", err, errlen);
+}
+
+static int control_resume(void *opaque, char *err, size_t errlen)
+{
+    return control_with_vm(opaque, vm_resume, "resume", err, errlen);
+}
+
+static int control_ctrl_alt_del(void *opaque, char *err, size_t errlen)
+{
+    /*
+     * kiln's i8042 emulates the controller and its reset line but no keyboard, and the
+     * hardware-reduced ACPI tables describe no PS/2 device, so a guest has no keyboard
+     * driver bound to receive the keys. Say so rather than pretend.
+     */
+    snprintf(err, errlen,
+             "SendCtrlAltDel: kiln emulates no PS/2 keyboard for the guest to receive it; "
+             "use the kiln extension {\"action_type\": \"PowerButton\"} for a graceful "
+             "shutdown");
+    (void)opaque;
+    return -ENOTSUP;
+}
+
+/*
+ * MERGE POINT: the ACPI power button (vm_power_button, from the console/power-button
+ * work) is not in this tree yet. Once it is, replace the body with:
+ *     return control_with_vm(opaque, power_button_press, "PowerButton", err, errlen);
+ * where power_button_press(vm) calls vm_power_button(vm) and returns 0.
+ */
+static int control_power_button(void *opaque, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "PowerButton: not supported by this build");
+    (void)opaque;
+    return -ENOTSUP;
+}
+
+static const struct api_ops control_ops = {
+    .start = control_start,
+    .pause = control_pause,
+    .resume = control_resume,
+    .ctrl_alt_del = control_ctrl_alt_del,
+    .power_button = control_power_button,
+};
+
+/* ---- the VM's life (main thread) ---- */
+
+static void control_booted(struct vm *vm, void *opaque)
+{
+    struct control *ctl = opaque;
+    pthread_mutex_lock(&ctl->lock);
+    bool first = !ctl->booted;
+    ctl->vm = vm;
+    ctl->booted = true;
+    if (first && ctl->started_by_api) {
+        ctl->start_result = 0;
+        ctl->start_done = true;
+        pthread_cond_broadcast(&ctl->cond);
+    }
+    pthread_mutex_unlock(&ctl->lock);
+    if (first)
+        log_capture_end();
+}
+
+static void control_finished(struct vm *vm, void *opaque)
+{
+    struct control *ctl = opaque;
+    pthread_mutex_lock(&ctl->lock);
+    ctl->vm = NULL;
+    pthread_mutex_unlock(&ctl->lock);
+    (void)vm;
+}
+
+/* Boots from `spec` and runs the VM to its end. Returns the exit status. */
+static int control_boot(struct control *ctl, const struct vm_spec *spec)
+{
+    struct vm_spec *own = malloc(sizeof(*own));
+    char *cmdline = malloc(VM_SPEC_CMDLINE_MAX);
+    int status = KILN_EXIT_RESOURCES;
+    if (!own || !cmdline)
+        goto out;
+    vm_spec_copy(own, spec);
+    struct vm_config cfg;
+    bool dropped_pci_off;
+    if (vm_spec_boot_config(own, &cfg, cmdline, VM_SPEC_CMDLINE_MAX, &dropped_pci_off) < 0) {
+        log_error("boot_args: too long with the root device added");
+        status = KILN_EXIT_USAGE;
+        goto out;
+    }
+    if (dropped_pci_off)
+        log_info("boot_args: dropped \"pci=off\": kiln's virtio devices are on PCI");
+    struct run_hooks hooks = {control_booted, control_finished, ctl};
+    status = run_configured(&cfg, &hooks);
+out:
+    free(own);
+    free(cmdline);
+    return status;
+}
+
+/* An InstanceStart from the API: try it, and tell the waiting request how it went. */
+static int control_try_start(struct control *ctl, bool *ran)
+{
+    pthread_mutex_lock(&ctl->lock);
+    const struct vm_spec *spec = ctl->start_spec;
+    pthread_mutex_unlock(&ctl->lock);
+    if (!spec)
+        return 0; /* a stale wake-up */
+    /* The requesting API thread holds the spec still (it waits under api->lock). */
+    ctl->started_by_api = true;
+    log_capture_begin(ctl->start_err, sizeof(ctl->start_err));
+    int status = control_boot(ctl, spec);
+    log_capture_end();
+    *ran = ctl->booted;
+    if (!ctl->booted) {
+        pthread_mutex_lock(&ctl->lock);
+        if (!ctl->start_err[0])
+            snprintf(ctl->start_err, sizeof(ctl->start_err), "the VM could not be started");
+        ctl->start_result = -EINVAL;
+        ctl->start_done = true;
+        pthread_cond_broadcast(&ctl->cond);
+        pthread_mutex_unlock(&ctl->lock);
+    }
+    return status;
+}
+
+/* Waits for InstanceStart or a signal. Returns the exit status. */
+static int control_wait_and_run(struct control *ctl, int signal_fd)
+{
+    for (;;) {
+        struct pollfd fds[2] = {{signal_fd, POLLIN, 0}, {ctl->wake_fd, POLLIN, 0}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return KILN_EXIT_VM_FAILED;
+        }
+        if (fds[0].revents) {
+            struct signalfd_siginfo si;
+            if (read(signal_fd, &si, sizeof(si)) == sizeof(si))
+                log_info("received signal %u before the VM started; exiting", si.ssi_signo);
+            return KILN_EXIT_OK;
+        }
+        uint64_t count;
+        if (read(ctl->wake_fd, &count, sizeof(count)) < 0)
+            continue;
+        bool ran = false;
+        int status = control_try_start(ctl, &ran);
+        if (ran)
+            return status;
+    }
+}
+
+static int control_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    /* Blocked before the server thread exists, so that it inherits the mask. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int run_controlled(struct vm_config *cli)
+{
+    struct control *ctl = calloc(1, sizeof(*ctl));
+    struct vm_spec *spec = malloc(sizeof(*spec));
+    int signal_fd = control_signals();
+    int status = KILN_EXIT_RESOURCES;
+    if (!ctl || !spec || signal_fd < 0)
+        goto out_free;
+    ctl->wake_fd = -1;
+    pthread_mutex_init(&ctl->lock, NULL);
+    pthread_cond_init(&ctl->cond, NULL);
+    ctl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ctl->wake_fd < 0 || vm_spec_from_config(spec, cli) < 0)
+        goto out;
+    status = KILN_EXIT_USAGE;
+    char err[512];
+    if (cli->config_file && fc_config_load_file(spec, cli->config_file, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    api_init(&ctl->api, spec, &control_ops, ctl, cli->instance_id);
+    /* A config file boots at once: the API sees a started VM from the first request. */
+    if (cli->config_file)
+        api_set_state(&ctl->api, API_VM_RUNNING);
+    if (cli->api_sock && api_server_start(&ctl->server, &ctl->api, cli->api_sock) < 0) {
+        status = KILN_EXIT_DEVICE;
+        goto out_api;
+    }
+    if (cli->config_file)
+        status = control_boot(ctl, spec);
+    else
+        status = control_wait_and_run(ctl, signal_fd);
+    api_server_stop(ctl->server);
+out_api:
+    api_destroy(&ctl->api);
+out:
+    if (ctl->wake_fd >= 0)
+        close(ctl->wake_fd);
+    pthread_cond_destroy(&ctl->cond);
+    pthread_mutex_destroy(&ctl->lock);
+out_free:
+    if (signal_fd >= 0)
+        close(signal_fd);
+    free(spec);
+    free(ctl);
+    return status;
+}

@@ -1,0 +1,23 @@
+/* Booting one configured VM on the main thread; shared by plain `kiln run` and the API. */
+#ifndef KILN_RUN_VM_H
+#define KILN_RUN_VM_H
+
+struct vm;
+struct vm_config;
+
+struct run_hooks {
+    void (*booted)(struct vm *vm, void *opaque);   /* after each boot, resets included */
+    void (*finished)(struct vm *vm, void *opaque); /* the VM stopped; it is destroyed next */
+    void *opaque;
+};
+
+/*
+ * Loads and checks the kernel and initrd, builds the VM and runs it until it stops.
+ * Returns the process exit status (cli/exit_codes.h); errors are logged. `hooks` may be NULL.
+ */
+int run_configured(struct vm_config *cfg, const struct run_hooks *hooks);
+
+/* `kiln run --api-sock` / `--config-file` (run_control.c). Returns the exit status. */
+int run_controlled(struct vm_config *cfg);
+
+#endif
