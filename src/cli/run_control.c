@@ -35,6 +35,7 @@ struct control {
     char start_err[START_ERR_MAX];
     bool started_by_api;
     struct vm *vm; /* the running VM, NULL before boot and once it stopped */
+    bool booting;  /* control_boot is building the VM and has not booted it yet */
     bool booted;
     int wake_fd; /* eventfd: a start request is waiting for the main thread */
 };
@@ -64,6 +65,9 @@ static int control_with_vm(struct control *ctl, int (*fn)(struct vm *), const ch
                            char *err, size_t errlen)
 {
     pthread_mutex_lock(&ctl->lock);
+    /* A config-file VM is "Running" for the API while it still boots: wait for that. */
+    while (!ctl->vm && ctl->booting)
+        pthread_cond_wait(&ctl->cond, &ctl->lock);
     int ret = ctl->vm ? fn(ctl->vm) : -ESRCH;
     pthread_mutex_unlock(&ctl->lock);
     if (ret < 0)
@@ -127,11 +131,12 @@ static void control_booted(struct vm *vm, void *opaque)
     bool first = !ctl->booted;
     ctl->vm = vm;
     ctl->booted = true;
+    ctl->booting = false;
     if (first && ctl->started_by_api) {
         ctl->start_result = 0;
         ctl->start_done = true;
-        pthread_cond_broadcast(&ctl->cond);
     }
+    pthread_cond_broadcast(&ctl->cond);
     pthread_mutex_unlock(&ctl->lock);
     if (first)
         log_capture_end();
@@ -144,6 +149,14 @@ static void control_finished(struct vm *vm, void *opaque)
     ctl->vm = NULL;
     pthread_mutex_unlock(&ctl->lock);
     (void)vm;
+}
+
+static void control_set_booting(struct control *ctl, bool booting)
+{
+    pthread_mutex_lock(&ctl->lock);
+    ctl->booting = booting;
+    pthread_cond_broadcast(&ctl->cond);
+    pthread_mutex_unlock(&ctl->lock);
 }
 
 /* Boots from `spec` and runs the VM to its end. Returns the exit status. */
@@ -165,7 +178,9 @@ static int control_boot(struct control *ctl, const struct vm_spec *spec)
     if (dropped_pci_off)
         log_info("boot_args: dropped \"pci=off\": kiln's virtio devices are on PCI");
     struct run_hooks hooks = {control_booted, control_finished, ctl};
+    control_set_booting(ctl, true);
     status = run_configured(&cfg, &hooks);
+    control_set_booting(ctl, false);
 out:
     free(own);
     free(cmdline);
@@ -259,8 +274,10 @@ int run_controlled(struct vm_config *cli)
     }
     api_init(&ctl->api, spec, &control_ops, ctl, cli->instance_id);
     /* A config file boots at once: the API sees a started VM from the first request. */
-    if (cli->config_file)
+    if (cli->config_file) {
         api_set_state(&ctl->api, API_VM_RUNNING);
+        ctl->booting = true;
+    }
     if (cli->api_sock && api_server_start(&ctl->server, &ctl->api, cli->api_sock) < 0) {
         status = KILN_EXIT_DEVICE;
         goto out_api;

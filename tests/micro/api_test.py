@@ -283,7 +283,9 @@ def t_config_file(a, c, tmp):
                 body["machine-config"]["mem_size_mib"] == 256,
                 "GET /vm/config returns the file's configuration with defaults")
         fault(c, k, "PUT", "/actions", {"action_type": "InstanceStart"}, what="already started ")
-    c.check(k.stop() == 0, "SIGTERM stops it")
+        st, _, _ = k.request("PATCH", "/vm", {"state": "Paused"})
+        c.check(st == 204, "PATCH /vm Paused -> 204")
+    c.check(k.stop() == 0, "SIGTERM stops a paused VM, exit 0")
 
     for bad, what in [("{", "malformed"), ('{"boot-source": {}}', "no kernel path"),
                       ('{"machine-config": {"vcpu_count": 1, "mem_size_mib": 32}}', "no boot-source"),
