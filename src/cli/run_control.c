@@ -88,17 +88,14 @@ static int control_resume(void *opaque, char *err, size_t errlen)
 
 static int control_ctrl_alt_del(void *opaque, char *err, size_t errlen)
 {
-    /*
-     * kiln's i8042 emulates the controller and its reset line but no keyboard, and the
-     * hardware-reduced ACPI tables describe no PS/2 device, so a guest has no keyboard
-     * driver bound to receive the keys. Say so rather than pretend.
-     */
-    snprintf(err, errlen,
-             "SendCtrlAltDel: kiln emulates no PS/2 keyboard for the guest to receive it; "
-             "use the kiln extension {\"action_type\": \"PowerButton\"} for a graceful "
-             "shutdown");
-    (void)opaque;
-    return -ENOTSUP;
+    int ret = control_with_vm(opaque, vm_send_ctrl_alt_del, "SendCtrlAltDel", err, errlen);
+    if (ret == -ENODEV)
+        snprintf(err, errlen,
+                 "SendCtrlAltDel: the guest has not enabled its PS/2 keyboard (no i8042/atkbd "
+                 "driver bound), so nothing would receive the keys");
+    else if (ret == -EBUSY)
+        snprintf(err, errlen, "SendCtrlAltDel: the keyboard buffer is full; try again");
+    return ret;
 }
 
 /*

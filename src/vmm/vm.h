@@ -127,6 +127,12 @@ void vm_vcpu_park_if_paused(struct vm *vm, struct vcpu *vcpu);
 void vm_vcpu_running(struct vm *vm, bool running);
 
 /*
+ * Ctrl+Alt+Del on the PS/2 keyboard (any thread). -ENODEV: no guest driver enabled the
+ * keyboard; -EBUSY: its buffer is full; -ESHUTDOWN: the VM is stopping or resetting.
+ */
+int vm_send_ctrl_alt_del(struct vm *vm);
+
+/*
  * Presses the ACPI power button (a graceful shutdown request to the guest). Provided by
  * the ACPI power-button work; until it is merged, the API reports it as unsupported.
  */

@@ -69,11 +69,11 @@ expect dsdt.dsl '{4}'
 expect dsdt.dsl 'Device (RTC)'
 expect dsdt.dsl 'EisaId ("PNP0B00")'
 
-# FADT: hardware-reduced, reset register, no 8042, no VGA, CMOS RTC present.
+# FADT: hardware-reduced, reset register, an 8042 (keyboard), no VGA, CMOS RTC present.
 expect facp.dsl 'Revision : 06'
 expect facp.dsl 'Hardware Reduced (V5) : 1'
 expect facp.dsl 'Reset Register Supported (V2) : 1'
-expect facp.dsl '8042 Present on ports 60/64 (V2) : 0'
+expect facp.dsl '8042 Present on ports 60/64 (V2) : 1'
 expect facp.dsl 'VGA Not Present (V4) : 1'
 expect facp.dsl 'CMOS RTC Not Present (V5) : 0'
 expect facp.dsl 'Value to cause reset : 01'

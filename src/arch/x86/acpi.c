@@ -69,6 +69,7 @@
 
 /* IA-PC boot architecture flags, §5.2.9.3 */
 #define FADT_BOOT_VGA_NOT_PRESENT (1u << 2)
+#define FADT_BOOT_8042 (1u << 1) /* an 8042 keyboard controller is present */
 /* Fixed feature flags, §5.2.9 (Table 5.10) */
 #define FADT_FLAG_RESET_REG_SUP (1u << 10)
 #define FADT_FLAG_HW_REDUCED_ACPI (1u << 20)
@@ -188,12 +189,12 @@ static void acpi_put_gas_io8(uint8_t *p, uint16_t port)
 
 /*
  * Hardware-reduced (§4.1): no PM1 blocks, GPEs, SCI or FACS; sleep and reset go through
- * the registers of struct pm. No 8042 is claimed, so Linux does not probe for a PS/2
- * keyboard (kiln's i8042 only carries the reset line); the CMOS RTC is left present.
+ * the registers of struct pm. The 8042 is claimed, so Linux probes the i8042 and binds its
+ * keyboard driver (for Ctrl+Alt+Del); the CMOS RTC is left present.
  */
 static void acpi_write_fadt(uint8_t *t, uint64_t dsdt_addr, uint16_t pm_base)
 {
-    put_le16(t + FADT_IAPC_BOOT_ARCH, FADT_BOOT_VGA_NOT_PRESENT);
+    put_le16(t + FADT_IAPC_BOOT_ARCH, FADT_BOOT_VGA_NOT_PRESENT | FADT_BOOT_8042);
     put_le32(t + FADT_FLAGS, FADT_FLAG_HW_REDUCED_ACPI | FADT_FLAG_RESET_REG_SUP);
     acpi_put_gas_io8(t + FADT_RESET_REG, (uint16_t)(pm_base + PM_RESET));
     t[FADT_RESET_VALUE] = PM_RESET_VALUE;
