@@ -4,8 +4,9 @@ with curl, unchanged, by the getting-started sequence of Firecracker's documenta
 (boot-source with "pci=off", a rootfs drive, machine-config, InstanceStart). Checks: every
 call answers 204, the guest boots with 2 vCPUs, its command line has root=/dev/vda and no
 pci=off, the rootfs drive is vda with serial "rootfs"; PATCH /vm pauses and resumes it (GET /
-says Paused, then Running) and the guest's shell answers afterwards; poweroff ends kiln with
-status 0 and removes the socket.
+says Paused, then Running) and the guest's shell answers afterwards; SendCtrlAltDel reaches
+the guest through the PS/2 keyboard and its init reboots it; poweroff ends kiln with status 0
+and removes the socket.
 
 Prints PASS/FAIL and TIME lines, closes with "N passed, N failed".
     tests/linux/test_api.py --kiln build/src/kiln
@@ -51,6 +52,9 @@ call PATCH /vm '{"state": "Resumed"}'
 call GET /
 call PUT /actions '{"action_type": "InstanceStart"}'
 echo done >> "$D/client.log"
+i=0; while [ ! -e "$D/go-cad" ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done
+call PUT /actions '{"action_type": "SendCtrlAltDel"}'
+echo cad-done >> "$D/client.log"
 """
 
 
@@ -136,6 +140,23 @@ def scenario(host, vmm, guest, r):
         r.check(f"{label}: the guest answers after resume", "alive-42" in out, out.strip())
     except HostError as e:
         r.fail(f"{label}: the guest answers after resume", str(e))
+    # Ctrl+Alt+Del through the PS/2 keyboard: busybox init runs its ctrlaltdel action
+    # (reboot), and kiln boots the guest again.
+    try:
+        _, kbd = guest_run(host, "dmesg | grep -iE 'i8042|serio|atkbd|keyboard'")
+        r.check(f"{label}: the guest's atkbd driver found the keyboard",
+                "AT Translated Set 2 keyboard" in kbd or "AT Raw Set 2 keyboard" in kbd,
+                kbd.strip().replace("\n", " | ")[-400:])
+    except HostError as e:
+        r.fail(f"{label}: guest keyboard messages", str(e))
+    open(os.path.join(d, "go-cad"), "w").close()
+    ok = wait_file_line(clog, lambda l: l == "cad-done", 60)
+    cad = [l for l in log_lines(clog) if "PUT /actions " in l][-1:]
+    r.check(f"{label}: SendCtrlAltDel -> 204", ok and cad and cad[0].split()[2] == "204",
+            cad[0] if cad else "no reply")
+    t = time.monotonic()
+    if not wait_guest_ready(host, r, f"{label}: after Ctrl+Alt+Del", t, start_what="keys sent"):
+        return False
     t = time.monotonic()
     type_line(host, "poweroff")
     status = host.wait_exit(timeout=120)

@@ -68,6 +68,8 @@ expect dsdt.dsl '0x03F8,             // Range Minimum'
 expect dsdt.dsl '{4}'
 expect dsdt.dsl 'Device (RTC)'
 expect dsdt.dsl 'EisaId ("PNP0B00")'
+expect dsdt.dsl 'Device (PS2K)'
+expect dsdt.dsl 'EisaId ("PNP0303")'
 
 # FADT: hardware-reduced, reset register, an 8042 (keyboard), no VGA, CMOS RTC present.
 expect facp.dsl 'Revision : 06'

@@ -108,6 +108,9 @@
 #define COM1_PORT 0x3f8
 #define COM1_PORT_LEN 8
 #define COM1_IRQ 4
+#define I8042_PORT_DATA 0x60 /* hw/i8042.h, which this file does not depend on */
+#define I8042_PORT_CMD 0x64
+#define I8042_KBD_GSI 1
 #define RTC_PORT 0x70
 #define RTC_PORT_LEN 2
 #define RTC_IRQ 8
@@ -323,6 +326,27 @@ static void dsdt_add_legacy(struct aml *a, const char *name, const char *hid, ui
     aml_end(a, dev);
 }
 
+/*
+ * The i8042's keyboard port (PNP0303: data 0x60, command/status 0x64, IRQ 1). Linux's
+ * i8042 driver takes its ports and interrupt from here; on hardware-reduced ACPI no ISA
+ * interrupt is set up unless a device's resources name it.
+ */
+static void dsdt_add_ps2_keyboard(struct aml *a)
+{
+    size_t dev = aml_device_begin(a, "PS2K");
+    aml_name(a, "_HID");
+    aml_eisaid(a, "PNP0303");
+    aml_name(a, "_UID");
+    aml_integer(a, 0);
+    aml_name(a, "_CRS");
+    size_t crs = aml_restemplate_begin(a);
+    aml_res_io(a, I8042_PORT_DATA, I8042_PORT_DATA, 1, 1);
+    aml_res_io(a, I8042_PORT_CMD, I8042_PORT_CMD, 1, 1);
+    aml_res_irq_noflags(a, I8042_KBD_GSI);
+    aml_restemplate_end(a, crs);
+    aml_end(a, dev);
+}
+
 /* Returns the DSDT's length or a negative errno. */
 static long acpi_write_dsdt(uint8_t *t, size_t cap, const struct acpi_params *params)
 {
@@ -335,6 +359,7 @@ static long acpi_write_dsdt(uint8_t *t, size_t cap, const struct acpi_params *pa
     dsdt_add_pci0(&a, params);
     dsdt_add_legacy(&a, "COM1", "PNP0501", COM1_PORT, COM1_PORT_LEN, COM1_IRQ);
     dsdt_add_legacy(&a, "RTC", "PNP0B00", RTC_PORT, RTC_PORT_LEN, RTC_IRQ);
+    dsdt_add_ps2_keyboard(&a);
     aml_end(&a, sb);
     if (a.err)
         return a.err;
