@@ -210,6 +210,19 @@ static int control_try_start(struct control *ctl, bool *ran)
     return status;
 }
 
+/* Answers a start request that will not be served, so the server thread can be stopped. */
+static void control_cancel_start(struct control *ctl)
+{
+    pthread_mutex_lock(&ctl->lock);
+    if (ctl->start_spec && !ctl->start_done) {
+        snprintf(ctl->start_err, sizeof(ctl->start_err), "kiln is exiting");
+        ctl->start_result = -ECANCELED;
+        ctl->start_done = true;
+        pthread_cond_broadcast(&ctl->cond);
+    }
+    pthread_mutex_unlock(&ctl->lock);
+}
+
 /* Waits for InstanceStart or a signal. Returns the exit status. */
 static int control_wait_and_run(struct control *ctl, int signal_fd)
 {
@@ -218,12 +231,14 @@ static int control_wait_and_run(struct control *ctl, int signal_fd)
         if (poll(fds, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
+            control_cancel_start(ctl);
             return KILN_EXIT_VM_FAILED;
         }
         if (fds[0].revents) {
             struct signalfd_siginfo si;
             if (read(signal_fd, &si, sizeof(si)) == sizeof(si))
                 log_info("received signal %u before the VM started; exiting", si.ssi_signo);
+            control_cancel_start(ctl);
             return KILN_EXIT_OK;
         }
         uint64_t count;
