@@ -3,7 +3,7 @@
 
 Usage: api_test.py --kiln PATH --guests DIR TEST
 
-DIR holds the micro-guests (count.bin, hello.bin). Each test starts kiln, talks HTTP over its
+DIR holds the micro-guests (count.bin, hello.bin, reset.bin). Each test starts kiln, talks HTTP over its
 Unix socket (http.client, standard library only), checks the answers and what the guest did,
 and exits 0 (pass), 1 (fail) or 77 (skipped: no usable /dev/kvm).
 """
@@ -318,8 +318,47 @@ def t_socket(a, c, tmp):
     c.check(rc == 6 and os.path.exists(path), f"a regular file is not removed, exit 6 (got {rc})")
 
 
+def t_pause_stress(a, c, tmp):
+    """Pause/resume hammered while a 2-vCPU guest resets itself 30 times, then powers off:
+    every answer is 204 (or 400 once the VM is going away), the guest completes every boot,
+    kiln exits 0 (no hang, no crash: run it under the sanitizer build too)."""
+    resets = 30
+    k = Kiln(a.kiln, ["--api-sock", "api.sock"], tmp)
+    if not c.check(k.wait_socket(), "the API socket accepts connections"):
+        print(k.describe())
+        return
+    st, _, _ = k.request("PUT", "/boot-source", {
+        "kernel_image_path": os.path.join(a.guests, "reset.bin"), "kiln_kernel_format": "raw",
+        "boot_args": f"via=acpi resets={resets}"})
+    st2, _, _ = k.request("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 32})
+    st3, _, _ = k.request("PUT", "/actions", {"action_type": "InstanceStart"})
+    c.check((st, st2, st3) == (204, 204, 204), "configured and started")
+    pauses, bad = 0, []
+    deadline = time.monotonic() + 60
+    while k.proc.poll() is None and time.monotonic() < deadline:
+        for state in ("Paused", "Resumed"):
+            try:
+                st, body, text = k.request("PATCH", "/vm", {"state": state})
+            except OSError:
+                break  # the socket went away with the VM
+            if st == 204:
+                pauses += state == "Paused"
+            elif not (st == 400 and "fault_message" in text):
+                bad.append((st, text))
+    rc = k.wait_exit()
+    c.check(not bad, f"every PATCH /vm answered 204 or 400 ({bad[:3]})")
+    c.check(pauses >= 10, f"{pauses} pause/resume rounds while the guest rebooted")
+    c.check(rc == 0, f"the guest powered off after its resets, exit 0 (got {rc})")
+    c.check(f"reset: boot {resets + 1} was the last" in k.text(),
+            f"all {resets + 1} boots ran to the end")
+    c.check("FAIL" not in k.text(), "no check failed inside the guest")
+    if c.failed:
+        print(k.describe())
+
+
 TESTS = {"lifecycle": t_lifecycle, "start-errors": t_start_errors,
-         "config-file": t_config_file, "socket": t_socket}
+         "config-file": t_config_file, "socket": t_socket,
+         "pause-stress": t_pause_stress}
 
 
 def main():
