@@ -587,9 +587,9 @@ static int vm_boot(struct vm *vm)
     ret = vm_load_guest(vm);
     if (ret < 0)
         return ret;
-    vm->boots++;
     console_enter_raw(&vm->console);
     pthread_mutex_lock(&vm->run_lock);
+    vm->boots++; /* vm_resume reads it */
     for (unsigned i = 0; ret == 0 && i < vm->ncpus; i++) {
         ret = vcpu_start(&vm->vcpus[i]);
         if (ret < 0)
