@@ -10,7 +10,9 @@
 #
 # The guest prints "kiln-guest: ready" and "kiln-guest: uptime <s> <idle>"
 # once per boot, then gives a root shell (prompt "kiln-guest:/# ") on the
-# console. poweroff/reboot at that shell power off / reboot the VM.
+# console. poweroff/reboot at that shell power off / reboot the VM, and so
+# does the ACPI power button (busybox acpid runs poweroff; it prints
+# "kiln-guest: power button: powering off" first).
 #
 # Re-running is cheap: nothing is rebuilt while VERSION matches the packages
 # apt offers and the build scripts are unchanged. --force rebuilds anyway.
@@ -29,9 +31,11 @@ esac
 
 OUT=$KILN_CACHE/guest
 # Modules the guest loads at boot (plus their dependencies, see
-# modules-closure.sh). virtio_mmio is there for ACPI-described mmio devices.
+# modules-closure.sh). virtio_mmio is there for ACPI-described mmio devices;
+# button turns kiln's ACPI power button into a KEY_POWER input event, which
+# acpid reads through evdev (/dev/input/event0).
 GUEST_MODULES=(virtio_pci virtio_mmio virtio_blk virtio_net virtio-rng
-	virtio_console vmw_vsock_virtio_transport)
+	virtio_console vmw_vsock_virtio_transport button evdev)
 
 for c in apt-cache:apt apt-get:apt dpkg-deb:dpkg modinfo:kmod depmod:kmod lz4:lz4 python3:python3 sha256sum:coreutils; do
 	need_cmd "${c%%:*}" "${c#*:}"
@@ -91,7 +95,7 @@ python3 "$KILN_GUEST_DIR/extract-vmlinux.py" "$kernel" "$work/vmlinux" >&2
 
 log "assembling the initramfs"
 root=$work/root
-mkdir -p "$root"/{dev,proc,sys,tmp,root,mnt,run,etc/init.d}
+mkdir -p "$root"/{dev,proc,sys,tmp,root,mnt,run,etc/init.d,etc/acpi/PWRF,var/log}
 chmod 1777 "$root/tmp"
 busybox_tree "$bbdeb" "$root"
 : >"$root/etc/modules.load"
@@ -131,6 +135,12 @@ done </etc/modules.load
 # so the lines below reach it.
 if (exec </dev/console) 2>/dev/null; then exec </dev/console >/dev/console 2>&1; fi
 [ -n "$failed" ] && echo "kiln-guest: modules that failed to load:$failed"
+# The power button: acpid (it daemonizes) runs /etc/acpi/PWRF/00000080 on KEY_POWER.
+if [ -e /dev/input/event0 ]; then
+	acpid -l /var/log/acpid.log || echo "kiln-guest: acpid did not start"
+else
+	echo "kiln-guest: no input device: the power button is not handled"
+fi
 # With a network device, bring it up by DHCP (kiln --net user answers at once; a tap
 # network may have no DHCP server: then give up after 5 tries, 1 s apart).
 if [ -e /sys/class/net/eth0 ]; then
@@ -145,6 +155,16 @@ echo "kiln-guest: ready"
 echo "kiln-guest: uptime $(cat /proc/uptime)"
 EOF
 chmod 0755 "$root/etc/init.d/rcS"
+
+# busybox acpid's built-in tables map KEY_POWER to the action PWRF/00000080,
+# which it runs from /etc/acpi (a file is executed, a directory run-parts'ed).
+cat >"$root/etc/acpi/PWRF/00000080" <<'EOF'
+#!/bin/sh
+# Run by acpid when the power button is pressed: an orderly shutdown.
+echo "kiln-guest: power button: powering off" >/dev/console
+exec /sbin/poweroff
+EOF
+chmod 0755 "$root/etc/acpi/PWRF/00000080"
 
 # busybox udhcpc runs this on DHCP events ($1: deconfig, bound, renew, leasefail,
 # nak) with the lease in its environment (ip, mask as a prefix length, router, dns...).

@@ -13,8 +13,33 @@ static const char kiln_usage[] =
     "\n"
     "Commands:\n"
     "  run        boot a VM in the foreground, console on this terminal\n"
+    "  create     define a named VM (the options of 'run')\n"
+    "  start      boot a defined VM in the background\n"
+    "  ls         list the defined VMs and their state\n"
+    "  info       show one VM: definition, state, files\n"
+    "  console    attach to a running VM's serial console (Ctrl-] detaches)\n"
+    "  pause      pause a running VM\n"
+    "  resume     resume a paused VM\n"
+    "  stop       shut a VM down gracefully (ACPI power button), then force\n"
+    "  kill       kill a VM's process at once\n"
+    "  rm         delete a VM's definition and files\n"
     "  help       show this help (or 'kiln COMMAND --help')\n"
     "  version    print kiln's version\n"
+    "\n"
+    "Named VMs live in the state directory: $KILN_STATE_DIR, or /var/lib/kiln for root,\n"
+    "or $XDG_STATE_HOME/kiln, or ~/.local/state/kiln; one directory per VM.\n"
+    "\n"
+    "Exit status (each command's --help says which apply):\n"
+    "  0  success\n"
+    "  1  the VM failed, or its API refused a request (the fault message is shown)\n"
+    "  2  bad command line, VM name or option value\n"
+    "  3  the kernel or initrd could not be used\n"
+    "  4  KVM is unavailable\n"
+    "  5  the host cannot provide the resources (memory, threads, state directory)\n"
+    "  6  a device could not be set up (disk, tap, port, socket)\n"
+    "  7  no VM of that name\n"
+    "  8  the VM is in the wrong state: exists already, running, not running, or\n"
+    "     another kiln command is working on it\n"
     "\n"
     "Run 'kiln COMMAND --help' for a command's options.\n";
 
@@ -24,7 +49,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"run", cmd_run},
+    {"run", cmd_run},       {"create", cmd_create}, {"start", cmd_start},
+    {"ls", cmd_ls},         {"info", cmd_info},     {"console", cmd_console},
+    {"pause", cmd_pause},   {"resume", cmd_resume}, {"stop", cmd_stop},
+    {"kill", cmd_kill},     {"rm", cmd_rm},
 };
 
 int main(int argc, char **argv)

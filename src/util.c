@@ -7,7 +7,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int verbosity = 1; /* process-wide logging setting, not VM state */
@@ -224,8 +228,11 @@ uint64_t peak_rss_kib(void)
     /* VmHWM belongs to the current address space only, unlike getrusage's ru_maxrss, which
      * also remembers the image that exec replaced. */
     FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return 0;
+    if (!f) {
+        /* No /proc (a jailed VM): nothing was exec'd since start, so this is the same. */
+        struct rusage ru;
+        return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss : 0;
+    }
     char line[256];
     unsigned long long kib = 0;
     while (fgets(line, sizeof(line), f))
@@ -233,4 +240,29 @@ uint64_t peak_rss_kib(void)
             break;
     fclose(f);
     return kib;
+}
+
+int unix_bind_replacing_stale(int fd, const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
+        return 0;
+    if (errno != EADDRINUSE)
+        return -errno;
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return -EADDRINUSE;
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+        return -errno;
+    int live = connect(probe, (const struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(probe);
+    if (live)
+        return -EADDRINUSE; /* another process serves it: not ours to take */
+    if (unlink(path) < 0 || bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return -errno;
+    return 0;
 }

@@ -55,6 +55,13 @@ int read_file(const char *path, uint8_t **data, size_t *size, size_t max_size);
 
 uint64_t monotonic_ns(void);
 
+/*
+ * Binds the Unix stream socket `fd` to `path`, replacing a socket file that nobody listens
+ * on (left by a crash). A live socket or any other kind of file is left alone
+ * (-EADDRINUSE). -ENAMETOOLONG if `path` does not fit in sun_path.
+ */
+int unix_bind_replacing_stale(int fd, const char *path);
+
 /* This process's peak resident set (VmHWM) in KiB, or 0 if unknown. */
 uint64_t peak_rss_kib(void);
 

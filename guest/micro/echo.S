@@ -2,6 +2,8 @@
  * echo: interrupt-driven serial input. COM1's RX interrupt goes IRQ 4 -> IOAPIC pin 4 ->
  * vector 0x24 on the BSP's LAPIC; the handler echoes every byte received, upper-cased.
  * A 'q' ends the run (power off). The 8259s are masked so that only the IOAPIC path counts.
+ * The ACPI power button's line (GSI 5, kiln's Generic Event Device) is routed to vector 0x25:
+ * each press prints "echo: power button".
  */
 #include "micro.h"
 #include "common.S"
@@ -9,6 +11,8 @@
 #define SERIAL_VECTOR 0x24
 #define SPURIOUS_VECTOR 0xff
 #define COM1_GSI 4
+#define POWER_BUTTON_VECTOR 0x25
+#define POWER_BUTTON_GSI 5
 
 	.text
 /* idt_set(%edi vector, %rsi handler): a present 64-bit interrupt gate, DPL 0. */
@@ -59,6 +63,9 @@ main:
 	mov $SPURIOUS_VECTOR, %edi
 	lea spurious_isr(%rip), %rsi
 	call idt_set
+	mov $POWER_BUTTON_VECTOR, %edi
+	lea power_button_isr(%rip), %rsi
+	call idt_set
 	lidt idt_desc(%rip)
 
 	/* 8259s: all masked (OCW1) */
@@ -81,6 +88,14 @@ main:
 	call ioapic_write
 	mov $IOAPIC_REDTBL(COM1_GSI), %edi
 	mov $SERIAL_VECTOR, %esi
+	call ioapic_write
+	/* IOAPIC pin 5 (the power button): vector 0x25, same destination, edge, active high */
+	mov $IOAPIC_REDTBL(POWER_BUTTON_GSI) + 1, %edi
+	mov %r12d, %esi
+	shl $24, %esi
+	call ioapic_write
+	mov $IOAPIC_REDTBL(POWER_BUTTON_GSI), %edi
+	mov $POWER_BUTTON_VECTOR, %esi
 	call ioapic_write
 
 	/* UART: OUT2 gates the IRQ line on a PC; then enable the RX-data interrupt */
@@ -163,6 +178,31 @@ serial_isr:
 	iretq
 
 spurious_isr:
+	iretq
+
+/* The power button was pressed: say so, acknowledge. */
+power_button_isr:
+	push %rax
+	push %rcx
+	push %rdx
+	push %rsi
+	push %rdi
+	push %r8
+	push %r9
+	push %r10
+	push %r11
+	PRINT "echo: power button\n"
+	mov $LAPIC_BASE, %eax
+	movl $0, LAPIC_EOI(%rax)
+	pop %r11
+	pop %r10
+	pop %r9
+	pop %r8
+	pop %rdi
+	pop %rsi
+	pop %rdx
+	pop %rcx
+	pop %rax
 	iretq
 
 /* Any other vector: say so, acknowledge, carry on. */

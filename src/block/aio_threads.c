@@ -2,6 +2,9 @@
  * The thread-pool engine: a few workers take requests off a queue and run them with plain
  * blocking system calls (preadv, pwritev2, fdatasync, fallocate), then post them on a done
  * list and bump the eventfd. Used where io_uring is unavailable, or on request.
+ * The workers start with the first request, not when the disk is opened: a jailed VM
+ * (--jail) drops its privileges after opening its disks, and threads started before that
+ * would keep them (capabilities and no_new_privs are per thread).
  */
 #include "block/aio.h"
 
@@ -30,6 +33,7 @@ struct aio_threads {
     bool stop;
     pthread_t workers[THREADS_MAX_WORKERS];
     unsigned nworkers;
+    unsigned want_workers;
 };
 
 static void list_init(struct aio_list *l)
@@ -81,9 +85,31 @@ static void *threads_worker(void *opaque)
     return NULL;
 }
 
+/* Starts the workers (event loop thread only). Some is enough; none is an error. */
+static int threads_start(struct aio_threads *t)
+{
+    int ret = 0;
+    /* Workers only run the I/O: they must not take signals meant for the main thread. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    while (ret == 0 && t->nworkers < t->want_workers) {
+        ret = -pthread_create(&t->workers[t->nworkers], NULL, threads_worker, t);
+        if (ret == 0)
+            t->nworkers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return t->nworkers ? 0 : ret;
+}
+
 static int threads_submit(struct aio_engine *e, struct aio_req *req)
 {
     struct aio_threads *t = (struct aio_threads *)e;
+    if (t->nworkers == 0) {
+        int ret = threads_start(t);
+        if (ret < 0)
+            return ret;
+    }
     pthread_mutex_lock(&t->lock);
     list_append(&t->queue, req);
     t->busy++;
@@ -166,19 +192,9 @@ int aio_threads_create(struct aio_engine **out, int fd, unsigned depth)
     pthread_cond_init(&t->idle, NULL);
     list_init(&t->queue);
     list_init(&t->done);
-    int ret = t->base.event_fd < 0 ? -errno : 0;
-    unsigned want = depth < THREADS_MAX_WORKERS ? (depth ? depth : 1) : THREADS_MAX_WORKERS;
-    /* Workers only run the I/O: they must not take signals meant for the main thread. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    while (ret == 0 && t->nworkers < want) {
-        ret = -pthread_create(&t->workers[t->nworkers], NULL, threads_worker, t);
-        if (ret == 0)
-            t->nworkers++;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (ret < 0 && t->nworkers == 0) {
+    t->want_workers = depth < THREADS_MAX_WORKERS ? (depth ? depth : 1) : THREADS_MAX_WORKERS;
+    if (t->base.event_fd < 0) {
+        int ret = -errno;
         threads_destroy(&t->base);
         return ret;
     }

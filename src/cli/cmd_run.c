@@ -12,6 +12,7 @@
 #include "cli/exit_codes.h"
 #include "cli/run_options.h"
 #include "cli/run_vm.h"
+#include "jail/jail.h"
 #include "util.h"
 #include "vmm/vm.h"
 
@@ -132,7 +133,22 @@ static void warn_if_no_hw_virt(const struct boot_images *img)
              "emulated and may not run a full Linux kernel");
 }
 
-static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks)
+/* With --jail: device paths resolve inside the jail, and no privilege outlives the setup. */
+static int add_devices(struct vm *vm, const struct jail *jail)
+{
+    int ret = jail ? jail_chdir(jail) : 0;
+    if (ret < 0)
+        return KILN_EXIT_JAIL;
+    ret = vm_add_devices(vm);
+    if (ret < 0)
+        return ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
+    if (jail && jail_enter(jail) < 0)
+        return KILN_EXIT_JAIL;
+    return KILN_EXIT_OK;
+}
+
+static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks,
+                  const struct jail *jail)
 {
     struct kvm kvm;
     if (kvm_open(&kvm, cfg->kvm_path) < 0)
@@ -157,8 +173,8 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct r
         else
             log_error("setting up the VM: %s", strerror(-ret));
         status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_VM_FAILED;
-    } else if ((ret = vm_add_devices(vm)) < 0) {
-        status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
+    } else if ((status = add_devices(vm, jail)) != KILN_EXIT_OK) {
+        /* logged */
     } else {
         enum vm_stop_reason reason = VM_STOP_NONE;
         if (hooks) {
@@ -185,7 +201,8 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct r
     return status;
 }
 
-int run_configured(struct vm_config *cfg, const struct run_hooks *hooks)
+static int run_loaded(struct vm_config *cfg, const struct run_hooks *hooks,
+                      const struct jail *jail)
 {
     if (check_host_memory(cfg) < 0)
         return KILN_EXIT_RESOURCES;
@@ -201,11 +218,37 @@ int run_configured(struct vm_config *cfg, const struct run_hooks *hooks)
     img.initrd = initrd;
     if (validate_kernel(cfg, &img) < 0)
         goto out;
-    status = run_vm(cfg, &img, hooks);
+    status = run_vm(cfg, &img, hooks, jail);
 out:
     free(kernel);
     free(initrd);
     return status;
+}
+
+int run_configured(struct vm_config *cfg, const struct run_hooks *hooks)
+{
+    return run_loaded(cfg, hooks, NULL);
+}
+
+/* --jail: fork into the jail; the parent returns the VM's status, the child runs it. */
+static int run_jailed(struct vm_config *cfg)
+{
+    struct jail jail;
+    char err[256];
+    int status;
+    int ret = jail_spawn(&jail, &cfg->jail, &status);
+    if (ret == JAIL_PARENT)
+        return status;
+    if (ret < 0)
+        return KILN_EXIT_JAIL;
+    if (jail_rewrite_paths(&jail, cfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return KILN_EXIT_USAGE;
+    }
+    struct default_guest dg;
+    if (!cfg->kernel_path && use_default_guest(cfg, &dg) < 0)
+        return KILN_EXIT_USAGE;
+    return run_loaded(cfg, NULL, &jail);
 }
 
 int cmd_run(int argc, char **argv)
@@ -222,6 +265,14 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
+    if (cfg.jail.dir && (cfg.api_sock || cfg.config_file)) {
+        /* The jail is entered single-threaded, after the devices are open; the API
+         * thread runs before that. A jailed API needs the jail to exec kiln instead. */
+        log_error("--jail cannot be combined with --api-sock or --config-file yet");
+        return KILN_EXIT_USAGE;
+    }
+    if (cfg.jail.dir)
+        return run_jailed(&cfg);
     /* Under the API or a config file there is no default guest: the client names one. */
     if (cfg.api_sock || cfg.config_file)
         return run_controlled(&cfg);

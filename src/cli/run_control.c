@@ -98,17 +98,16 @@ static int control_ctrl_alt_del(void *opaque, char *err, size_t errlen)
     return ret;
 }
 
-/*
- * MERGE POINT: the ACPI power button (vm_power_button, from the console/power-button
- * work) is not in this tree yet. Once it is, replace the body with:
- *     return control_with_vm(opaque, power_button_press, "PowerButton", err, errlen);
- * where power_button_press(vm) calls vm_power_button(vm) and returns 0.
- */
+static int power_button_press(struct vm *vm)
+{
+    vm_power_button(vm);
+    return 0;
+}
+
+/* kiln extension: the ACPI power button, a graceful shutdown request (vm_power_button). */
 static int control_power_button(void *opaque, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "PowerButton: not supported by this build");
-    (void)opaque;
-    return -ENOTSUP;
+    return control_with_vm(opaque, power_button_press, "PowerButton", err, errlen);
 }
 
 static const struct api_ops control_ops = {

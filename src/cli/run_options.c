@@ -8,12 +8,14 @@
 
 #include "arch/x86/layout.h"
 #include "cli/device_options.h"
+#include "cli/jail_options.h"
 #include "util.h"
 
 const char run_options_usage[] =
     "Usage: kiln run [OPTIONS]\n"
     "\n"
-    "Boot a virtual machine in the foreground with its serial console on this terminal.\n"
+    "Boot a virtual machine in the foreground with its serial console on this terminal\n"
+    "(or on a Unix socket: --console-sock).\n"
     "Without --kernel, boots the default guest built by guest/build-guest.sh.\n"
     "\n"
     "Guest:\n"
@@ -46,13 +48,42 @@ const char run_options_usage[] =
     "                            guest connections to CID 2 port P reach PATH_P\n"
     "      --rng                 an entropy device fed from the host's getrandom()\n"
     "      --console serial|virtio\n"
-    "                            which console this terminal is attached to: COM1\n"
-    "                            (ttyS0, the default) or a virtio-console port (hvc0)\n"
+    "                            which guest console kiln serves: COM1 (ttyS0, the\n"
+    "                            default) or a virtio-console port (hvc0)\n"
+    "\n"
+    "Jail (least privilege; needs root, see docs/threat-model.md):\n"
+    "      --jail DIR            open the VM's files and devices as root, then confine the\n"
+    "                            VM process: new mount, PID, IPC, UTS and cgroup\n"
+    "                            namespaces, DIR as its read-only root (nothing of the host\n"
+    "                            visible, no /proc), --jail-uid/--jail-gid, no capabilities,\n"
+    "                            no_new_privs, no core dumps. A --vsock socket must lie\n"
+    "                            inside DIR; DIR is created if missing\n"
+    "      --jail-uid UID        user the VM runs as (default 65534); never 0\n"
+    "      --jail-gid GID        group the VM runs as (default 65534); never 0\n"
+    "      --jail-netns NAME     join the network namespace /run/netns/NAME first (tap\n"
+    "                            devices are looked up there)\n"
+    "      --jail-cgroup memory.max=SIZE,cpu.max=QUOTA[/PERIOD],pids.max=N\n"
+    "                            put the VM in a new cgroup v2 (<cgroup2 mount>/kiln/vm-PID)\n"
+    "                            with these limits (any subset; each may be max). Guest RAM\n"
+    "                            counts against memory.max; the VM gets no swap. cpu.max in\n"
+    "                            microseconds per period (default period 100000)\n"
+    "      --jail-rlimit nofile=N,fsize=SIZE,nproc=N\n"
+    "                            resource limits (default nofile=2048; fsize and nproc\n"
+    "                            unchanged; the core size is always 0)\n"
     "\n"
     "Console:\n"
     "      --console-log FILE    also write the guest's console output to FILE\n"
-    "                            escapes: Ctrl-A x quits, Ctrl-A h helps,\n"
-    "                            Ctrl-A Ctrl-A sends a Ctrl-A\n"
+    "      --console-sock PATH   serve the console on the Unix socket PATH instead of this\n"
+    "                            terminal (which kiln then leaves alone: stdin may be\n"
+    "                            /dev/null). A client that connects gets the last 64 KiB\n"
+    "                            of output, then live output; its bytes go to the guest\n"
+    "                            unchanged. One client at a time: another one is told the\n"
+    "                            console is busy and closed. A client that does not read\n"
+    "                            misses output but never slows the guest\n"
+    "  On this terminal (without --console-sock), Ctrl-A then:\n"
+    "                            x quits (the VM is stopped), p presses the ACPI power\n"
+    "                            button (the guest shuts down), h lists the escapes,\n"
+    "                            Ctrl-A sends a Ctrl-A\n"
     "\n"
     "Control (Firecracker-compatible API, docs/api.md):\n"
     "      --api-sock PATH       serve the HTTP API on the Unix socket PATH; the VM boots\n"
@@ -77,10 +108,15 @@ const char run_options_usage[] =
     "  5  the host cannot provide the resources (memory, threads)\n"
     "  6  a device could not be set up (disk image missing or locked, tap device\n"
     "     missing, host port in use, socket path unusable)\n"
+    "  9  the jail could not be set up (not root, no namespaces, cgroup v2 or one of its\n"
+    "     controllers unavailable); with --jail-cgroup, 5 also means the OOM killer\n"
+    "     ended the VM at memory.max\n"
     "\n"
     "Environment:\n"
     "  KILN_CACHE                where the default guest lives (default\n"
     "                            $XDG_CACHE_HOME/kiln or ~/.cache/kiln)\n";
+
+#define SOCKET_PATH_MAX 107 /* sun_path holds 108 bytes, NUL included */
 
 enum {
     OPT_KERNEL_FORMAT = 0x100,
@@ -91,9 +127,16 @@ enum {
     OPT_NET,
     OPT_VSOCK,
     OPT_CONSOLE,
+    OPT_JAIL,
+    OPT_JAIL_UID,
+    OPT_JAIL_GID,
+    OPT_JAIL_NETNS,
+    OPT_JAIL_CGROUP,
+    OPT_JAIL_RLIMIT,
     OPT_API_SOCK,
     OPT_CONFIG_FILE,
     OPT_ID,
+    OPT_CONSOLE_SOCK,
 };
 
 static const struct option run_long_options[] = {
@@ -111,9 +154,16 @@ static const struct option run_long_options[] = {
     {"net", required_argument, NULL, OPT_NET},
     {"vsock", required_argument, NULL, OPT_VSOCK},
     {"console", required_argument, NULL, OPT_CONSOLE},
+    {"jail", required_argument, NULL, OPT_JAIL},
+    {"jail-uid", required_argument, NULL, OPT_JAIL_UID},
+    {"jail-gid", required_argument, NULL, OPT_JAIL_GID},
+    {"jail-netns", required_argument, NULL, OPT_JAIL_NETNS},
+    {"jail-cgroup", required_argument, NULL, OPT_JAIL_CGROUP},
+    {"jail-rlimit", required_argument, NULL, OPT_JAIL_RLIMIT},
     {"api-sock", required_argument, NULL, OPT_API_SOCK},
     {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
     {"id", required_argument, NULL, OPT_ID},
+    {"console-sock", required_argument, NULL, OPT_CONSOLE_SOCK},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -151,10 +201,39 @@ int kernel_format_parse(const char *s, enum kernel_format *out)
     return -EINVAL;
 }
 
+/* Returns 1 if `opt` is a --jail option (parsed), 0 if it is not one. */
+static int parse_jail_one(int opt, const char *arg, struct jail_config *jail, char *err,
+                          size_t errlen)
+{
+    switch (opt) {
+    case OPT_JAIL:
+        if (!*arg)
+            return fail(err, errlen, "--jail: expected a directory");
+        jail->dir = arg;
+        return 1;
+    case OPT_JAIL_UID:
+        return parse_jail_id("--jail-uid", arg, &jail->uid, err, errlen) ?: 1;
+    case OPT_JAIL_GID:
+        return parse_jail_id("--jail-gid", arg, &jail->gid, err, errlen) ?: 1;
+    case OPT_JAIL_NETNS:
+        jail->netns = arg;
+        return 1;
+    case OPT_JAIL_CGROUP:
+        return parse_jail_cgroup_option(arg, &jail->cgroup, err, errlen) ?: 1;
+    case OPT_JAIL_RLIMIT:
+        return parse_jail_rlimit_option(arg, &jail->rlimit, err, errlen) ?: 1;
+    default:
+        return 0;
+    }
+}
+
 static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbosity, char *err,
                      size_t errlen)
 {
     uint64_t v;
+    int jail = parse_jail_one(opt, arg, &cfg->jail, err, errlen);
+    if (jail != 0)
+        return jail < 0 ? jail : 0;
     switch (opt) {
     case 'k':
         cfg->kernel_path = arg;
@@ -178,6 +257,12 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         if (!arg[0] || strlen(arg) > 64)
             return fail(err, errlen, "--id: ids have 1 to 64 bytes");
         cfg->instance_id = arg;
+        return 0;
+    case OPT_CONSOLE_SOCK:
+        if (!*arg || strlen(arg) > SOCKET_PATH_MAX)
+            return fail(err, errlen, "--console-sock '%s': expected a path of 1 to %d bytes",
+                        arg, SOCKET_PATH_MAX);
+        cfg->console_sock = arg;
         return 0;
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;
@@ -240,7 +325,11 @@ int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, s
         .cmdline = VM_DEFAULT_CMDLINE,
         .memory = VM_DEFAULT_MEMORY,
         .cpus = 1,
+        .jail = {.uid = JAIL_DEFAULT_ID,
+                 .gid = JAIL_DEFAULT_ID,
+                 .rlimit = {.nofile = JAIL_DEFAULT_NOFILE}},
     };
+    bool jail_extras = false;
     int verbosity = 1;
     optind = 0; /* rescan from the start: glibc's full reinitialization */
     opterr = 0; /* kiln prints its own one-line errors */
@@ -259,12 +348,15 @@ int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, s
             return fail(err, errlen, "option '%s' is unknown (see 'kiln run --help')",
                         argv[optind - 1]);
         }
+        jail_extras |= opt > OPT_JAIL && opt <= OPT_JAIL_RLIMIT;
         int ret = parse_one(opt, optarg, cfg, &verbosity, err, errlen);
         if (ret < 0)
             return ret;
     }
     if (optind < argc)
         return fail(err, errlen, "unexpected argument '%s' (see 'kiln run --help')", argv[optind]);
+    if (jail_extras && !cfg->jail.dir)
+        return fail(err, errlen, "the --jail-* options need --jail DIR");
     log_set_verbosity(verbosity);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "console/console_sock.h"
 #include "util.h"
 
 /*
@@ -44,7 +45,7 @@ int console_init(struct console *con, int in_fd, int out_fd, const char *log_pat
     con->in_fd = in_fd;
     con->out_fd = out_fd;
     con->log_fd = -1;
-    con->is_tty = isatty(in_fd) && tcgetattr(in_fd, &con->saved) == 0;
+    con->is_tty = in_fd >= 0 && isatty(in_fd) && tcgetattr(in_fd, &con->saved) == 0;
     if (log_path) {
         con->log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (con->log_fd < 0)
@@ -53,9 +54,30 @@ int console_init(struct console *con, int in_fd, int out_fd, const char *log_pat
     return 0;
 }
 
+int console_attach_sock(struct console *con, const char *path, struct event_loop *loop,
+                        const struct console_sock_sink *sink)
+{
+    struct console_sock *sock = malloc(sizeof(*sock));
+    if (!sock)
+        return -ENOMEM;
+    int ret = console_sock_open(sock, path, loop, sink);
+    if (ret < 0) {
+        console_sock_close(sock);
+        free(sock);
+        return ret;
+    }
+    con->sock = sock;
+    return 0;
+}
+
 void console_close(struct console *con)
 {
     console_restore(con);
+    if (con->sock) {
+        console_sock_close(con->sock);
+        free(con->sock);
+        con->sock = NULL;
+    }
     if (con->log_fd >= 0)
         close(con->log_fd);
     con->log_fd = -1;
@@ -95,7 +117,10 @@ void console_restore(struct console *con)
 void console_output(void *opaque, const uint8_t *buf, size_t len)
 {
     struct console *con = opaque;
-    write_all(con->out_fd, buf, len);
+    if (con->sock)
+        console_sock_output(con->sock, buf, len);
+    else if (con->out_fd >= 0)
+        write_all(con->out_fd, buf, len);
     if (con->log_fd >= 0)
         write_all(con->log_fd, buf, len);
 }
@@ -126,6 +151,11 @@ size_t console_filter_input(struct console *con, const uint8_t *in, size_t len, 
             if (*action == CONSOLE_ACTION_NONE)
                 *action = CONSOLE_ACTION_HELP;
             break;
+        case 'p':
+        case 'P':
+            if (*action == CONSOLE_ACTION_NONE)
+                *action = CONSOLE_ACTION_POWER_BUTTON;
+            break;
         case CONSOLE_ESCAPE_CHAR:
             out[n++] = c;
             break;
@@ -141,7 +171,9 @@ void console_print_help(struct console *con)
     static const char help[] = "\r\n"
                                "kiln console escapes (Ctrl-A then the key):\r\n"
                                "  Ctrl-A x        quit kiln (the VM is stopped)\r\n"
+                               "  Ctrl-A p        press the power button (the guest shuts down)\r\n"
                                "  Ctrl-A h        this help\r\n"
                                "  Ctrl-A Ctrl-A   send Ctrl-A to the guest\r\n";
-    write_all(con->out_fd, (const uint8_t *)help, sizeof(help) - 1);
+    if (con->out_fd >= 0)
+        write_all(con->out_fd, (const uint8_t *)help, sizeof(help) - 1);
 }

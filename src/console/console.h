@@ -16,14 +16,18 @@
 
 enum console_action {
     CONSOLE_ACTION_NONE,
-    CONSOLE_ACTION_QUIT, /* Ctrl-A x */
-    CONSOLE_ACTION_HELP, /* Ctrl-A h */
+    CONSOLE_ACTION_QUIT,         /* Ctrl-A x */
+    CONSOLE_ACTION_HELP,         /* Ctrl-A h */
+    CONSOLE_ACTION_POWER_BUTTON, /* Ctrl-A p: press the ACPI power button */
 };
+
+struct console_sock;
 
 struct console {
     int in_fd;
     int out_fd;
     int log_fd;
+    struct console_sock *sock; /* --console-sock: output goes there instead of out_fd */
     bool is_tty;
     bool raw;
     struct termios saved;
@@ -34,15 +38,27 @@ struct console {
     size_t pending_len;
 };
 
-/* `log_path` may be NULL. Returns 0 or a negative errno (the log file could not be opened). */
+/*
+ * `log_path` may be NULL. `in_fd`/`out_fd` may be -1 (no terminal: the console is served on
+ * a socket). Returns 0 or a negative errno (the log file could not be opened).
+ */
 int console_init(struct console *con, int in_fd, int out_fd, const char *log_path);
 void console_close(struct console *con);
+
+struct console_sock_sink;
+struct event_loop;
+/*
+ * Serves the console on the Unix socket `path` instead of the terminal (console_sock.h);
+ * call after console_init with in_fd = out_fd = -1. Returns 0 or a negative errno.
+ */
+int console_attach_sock(struct console *con, const char *path, struct event_loop *loop,
+                        const struct console_sock_sink *sink);
 
 /* Puts the terminal in raw mode (if it is one) and arranges for it to be restored. */
 void console_enter_raw(struct console *con);
 void console_restore(struct console *con);
 
-/* serial8250 output callback: guest bytes to the terminal and the log. */
+/* serial8250 output callback: guest bytes to the terminal (or socket) and the log. */
 void console_output(void *opaque, const uint8_t *buf, size_t len);
 
 /*

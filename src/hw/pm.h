@@ -20,6 +20,11 @@
 #define PM_RESET 4         /* offset of the reset register */
 #define PM_RESET_VALUE 0x01
 #define PM_S5_SLP_TYP 5 /* the sleep type kiln's \_S5 object returns */
+/*
+ * The power button's interrupt (the DSDT's Generic Event Device): an ISA line nothing else
+ * uses. Hardware-reduced ACPI has no SCI or fixed power button, so events come this way.
+ */
+#define PM_POWER_BUTTON_GSI 5
 
 /* Register bits, ACPI 6.4 §4.8.3.7 */
 #define PM_SLP_EN 0x20     /* sleep control: enter the sleep state in SLP_TYP */

@@ -421,38 +421,12 @@ void vsock_guest_connect(struct virtio_vsock *dev, const struct vsock_hdr *h)
     vsock_conn_update(dev, c);
 }
 
-/* Binds <uds>, replacing a socket file that nobody listens on (left by a crash). */
-static int vsock_bind(int fd, const struct sockaddr_un *sa)
-{
-    if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
-        return 0;
-    if (errno != EADDRINUSE)
-        return -errno;
-    struct stat st;
-    if (lstat(sa->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
-        return -EADDRINUSE;
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (probe < 0)
-        return -errno;
-    int live = connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
-    close(probe);
-    if (live)
-        return -EADDRINUSE; /* another process serves it: not ours to take */
-    if (unlink(sa->sun_path) < 0 || bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0)
-        return -errno;
-    return 0;
-}
-
 int vsock_host_listen(struct virtio_vsock *dev)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(dev->uds_path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, dev->uds_path);
     dev->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (dev->listen_fd < 0)
         return -errno;
-    int ret = vsock_bind(dev->listen_fd, &sa);
+    int ret = unix_bind_replacing_stale(dev->listen_fd, dev->uds_path);
     if (ret < 0)
         return ret;
     dev->listen_created = true;

@@ -16,6 +16,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "console/console_sock.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/net.h"
@@ -288,10 +289,29 @@ static void vm_feed_console(struct vm *vm)
      * Backpressure: stop reading the terminal only when the backlog is nearly full, so a
      * guest that takes no input still cannot keep Ctrl-A x from being seen.
      */
-    if (!con->input_closed)
-        event_loop_modify(&vm->loop, con->in_fd,
-                          con->pending_len > CONSOLE_PENDING_MAX - CONSOLE_READ_CHUNK ? 0
-                                                                                      : EPOLLIN);
+    bool full = con->pending_len > CONSOLE_PENDING_MAX - CONSOLE_READ_CHUNK;
+    if (con->sock)
+        console_sock_pause_input(con->sock, full);
+    else if (!con->input_closed)
+        event_loop_modify(&vm->loop, con->in_fd, full ? 0 : EPOLLIN);
+}
+
+/* console_sock_sink: client bytes join the same backlog as terminal input. */
+static size_t vm_console_sock_room(void *opaque)
+{
+    struct vm *vm = opaque;
+    return CONSOLE_PENDING_MAX - vm->console.pending_len;
+}
+
+static void vm_console_sock_input(void *opaque, const uint8_t *buf, size_t len)
+{
+    struct vm *vm = opaque;
+    struct console *con = &vm->console;
+    if (len > CONSOLE_PENDING_MAX - con->pending_len)
+        len = CONSOLE_PENDING_MAX - con->pending_len; /* the socket asked room() first */
+    memcpy(con->pending + con->pending_len, buf, len);
+    con->pending_len += len;
+    vm_feed_console(vm);
 }
 
 static void vm_on_console_input(void *opaque, uint32_t events)
@@ -320,6 +340,8 @@ static void vm_on_console_input(void *opaque, uint32_t events)
     }
     if (action == CONSOLE_ACTION_HELP)
         console_print_help(con);
+    if (action == CONSOLE_ACTION_POWER_BUTTON)
+        vm_power_button(vm);
     vm_feed_console(vm);
     (void)events;
 }
@@ -333,6 +355,26 @@ static void vm_on_rx_ready(void *opaque, uint32_t events)
     if (vm->console.pending_len)
         vm_feed_console(vm);
     (void)events;
+}
+
+void vm_power_button(struct vm *vm)
+{
+    if (write(vm->power_button_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
+        /* cannot fail with one-increments */
+    }
+}
+
+/* The GED's interrupt is edge-triggered (its _CRS says so): one pulse is one press. */
+static void vm_on_power_button(void *opaque, uint32_t events)
+{
+    struct vm *vm = opaque;
+    uint64_t count;
+    (void)events;
+    if (read(vm->power_button_fd, &count, sizeof(count)) < 0)
+        return;
+    log_verbose("power button pressed");
+    vm_set_irq_level(vm, PM_POWER_BUTTON_GSI, true);
+    vm_set_irq_level(vm, PM_POWER_BUTTON_GSI, false);
 }
 
 static void vm_on_signal(void *opaque, uint32_t events)
@@ -372,16 +414,20 @@ static int vm_init_event_loop(struct vm *vm)
     vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     vm->rx_ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (vm->signal_fd < 0 || vm->stop_eventfd < 0 || vm->rx_ready_fd < 0)
+    vm->power_button_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->signal_fd < 0 || vm->stop_eventfd < 0 || vm->rx_ready_fd < 0 ||
+        vm->power_button_fd < 0)
         return -errno;
     int ret = event_loop_init(&vm->loop);
     ret = ret ?: event_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, vm_on_signal, vm);
     ret = ret ?: event_loop_add(&vm->loop, vm->stop_eventfd, EPOLLIN, vm_on_stop, vm);
     ret = ret ?: event_loop_add(&vm->loop, vm->rx_ready_fd, EPOLLIN, vm_on_rx_ready, vm);
+    ret = ret ?: event_loop_add(&vm->loop, vm->power_button_fd, EPOLLIN, vm_on_power_button, vm);
     if (ret < 0)
         return ret;
     /* epoll refuses regular files and /dev/null: such input has nothing to wait for. */
-    if (event_loop_add(&vm->loop, vm->console.in_fd, EPOLLIN, vm_on_console_input, vm) < 0)
+    if (vm->console.in_fd < 0 ||
+        event_loop_add(&vm->loop, vm->console.in_fd, EPOLLIN, vm_on_console_input, vm) < 0)
         vm->console.input_closed = true;
     return 0;
 }
@@ -396,7 +442,7 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
     kvm->fd = -1;
     kvm->cpuid = NULL;
     vm->fd = -1;
-    vm->signal_fd = vm->stop_eventfd = vm->rx_ready_fd = -1;
+    vm->signal_fd = vm->stop_eventfd = vm->rx_ready_fd = vm->power_button_fd = -1;
     vm->loop.epfd = -1;
     vm->ncpus = config->cpus;
     vm->unhandled_log = (struct ratelimit)RATELIMIT_INIT(5, 10);
@@ -414,7 +460,10 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
         return -ENOMEM;
     for (unsigned i = 0; i < vm->ncpus; i++)
         vm->vcpus[i].fd = -1;
-    ret = console_init(&vm->console, STDIN_FILENO, STDOUT_FILENO, config->console_log);
+    /* With --console-sock the terminal is not touched: no raw mode, stdin may be /dev/null. */
+    bool term = !config->console_sock;
+    ret = console_init(&vm->console, term ? STDIN_FILENO : -1, term ? STDOUT_FILENO : -1,
+                       config->console_log);
     if (ret < 0) {
         log_error("console log '%s': %s", config->console_log, strerror(-ret));
         return ret;
@@ -454,10 +503,25 @@ static int vm_add_rng(struct vm *vm)
     return ret;
 }
 
+static int vm_add_console_sock(struct vm *vm)
+{
+    const struct console_sock_sink sink = {vm_console_sock_room, vm_console_sock_input, vm};
+    int ret = console_attach_sock(&vm->console, vm->config->console_sock, &vm->loop, &sink);
+    if (ret == -EADDRINUSE)
+        log_error("console socket '%s': in use (another process listens there, or it is "
+                  "not a socket)",
+                  vm->config->console_sock);
+    else if (ret < 0)
+        log_error("console socket '%s': %s", vm->config->console_sock, strerror(-ret));
+    return ret;
+}
+
 int vm_add_devices(struct vm *vm)
 {
     const struct vm_config *cfg = vm->config;
     int ret = 0;
+    if (cfg->console_sock)
+        ret = vm_add_console_sock(vm);
     for (unsigned i = 0; ret == 0 && i < cfg->ndisks; i++)
         ret = virtio_blk_create(vm, &cfg->disks[i]);
     for (unsigned i = 0; ret == 0 && i < cfg->nnets; i++)
@@ -523,6 +587,7 @@ static int vm_load_guest(struct vm *vm)
         .lapic_addr = (uint32_t)X86_LAPIC_ADDR,
         .pci_mmio_start = (uint32_t)X86_PCI_MMIO_START,
         .pci_mmio_end = (uint32_t)X86_PCI_MMIO_END,
+        .power_button_gsi = PM_POWER_BUTTON_GSI,
     };
     void *acpi_buf = guest_mem_ptr(&vm->mem, X86_ACPI_ADDR, X86_ACPI_SIZE);
     if (!acpi_buf || acpi_build(acpi_buf, X86_ACPI_SIZE, X86_ACPI_ADDR, &acpi) < 0)
@@ -631,7 +696,7 @@ void vm_destroy(struct vm *vm)
     vm_teardown_kvm(vm);
     console_close(&vm->console);
     event_loop_destroy(&vm->loop);
-    int fds[] = {vm->signal_fd, vm->stop_eventfd, vm->rx_ready_fd};
+    int fds[] = {vm->signal_fd, vm->stop_eventfd, vm->rx_ready_fd, vm->power_button_fd};
     for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
         if (fds[i] >= 0)
             close(fds[i]);

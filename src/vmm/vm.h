@@ -64,9 +64,10 @@ struct vm {
     void *console_receive_opaque;
 
     struct event_loop loop;
-    int signal_fd;    /* SIGINT, SIGTERM, SIGHUP: the user wants the VM gone */
-    int rx_ready_fd;  /* the UART drained its receive FIFO: feed it pending input */
-    int stop_eventfd; /* written when a stop is requested, wakes the main loop */
+    int signal_fd;       /* SIGINT, SIGTERM, SIGHUP: the user wants the VM gone */
+    int rx_ready_fd;     /* the UART drained its receive FIFO: feed it pending input */
+    int stop_eventfd;    /* written when a stop is requested, wakes the main loop */
+    int power_button_fd; /* written by vm_power_button: the main loop presses the button */
     _Atomic int stop_reason;
     unsigned boots; /* how many times the guest was started (resets included) */
 
@@ -133,12 +134,6 @@ void vm_vcpu_running(struct vm *vm, bool running);
 int vm_send_ctrl_alt_del(struct vm *vm);
 
 /*
- * Presses the ACPI power button (a graceful shutdown request to the guest). Provided by
- * the ACPI power-button work; until it is merged, the API reports it as unsupported.
- */
-void vm_power_button(struct vm *vm);
-
-/*
  * Adds a virtio device whose ops/opaque/host_features are set: assigns its BAR and hooks it
  * to the event loop. It is attached to the KVM VM at every boot. Returns 0 or -errno.
  */
@@ -146,6 +141,14 @@ int vm_add_virtio(struct vm *vm, struct virtio_device *vdev);
 
 /* Creates the virtio devices the configuration asks for. Returns 0 or -errno (logged). */
 int vm_add_devices(struct vm *vm);
+
+/*
+ * Presses the ACPI power button (a Generic Event Device interrupt that notifies the DSDT's
+ * PNP0C0C device): a guest that handles it shuts down in order. Safe from any thread; the
+ * press is delivered by the main loop while the guest runs. A guest whose button driver
+ * is not loaded yet does not see it.
+ */
+void vm_power_button(struct vm *vm);
 
 /* The console input sink can take more bytes again (any thread). */
 void vm_console_rx_ready(struct vm *vm);

@@ -7,6 +7,8 @@
 
 #include <limits.h>
 
+#include "jail/jail_config.h"
+
 enum kernel_format {
     KERNEL_FORMAT_AUTO,    /* bzImage or ELF, by magic number */
     KERNEL_FORMAT_BZIMAGE, /* Linux x86 boot protocol, 64-bit entry */
@@ -77,6 +79,7 @@ struct vm_config {
     unsigned cpus;
     bool no_reboot;
     const char *console_log;
+    const char *console_sock; /* serve the console on this Unix socket, not the terminal */
     const char *kvm_path;
     bool rng; /* virtio-rng device */
     struct disk_config disks[VM_MAX_DISKS];
@@ -85,6 +88,7 @@ struct vm_config {
     unsigned nnets;
     struct vsock_config vsock;
     enum console_kind console;
+    struct jail_config jail; /* --jail: where and as whom the VM process is confined */
     /* How the process is controlled, not what the VM is (kiln run --api-sock ...). */
     const char *api_sock;    /* serve the API here; boot only on InstanceStart */
     const char *config_file; /* boot from this Firecracker-schema JSON file */

@@ -10,18 +10,19 @@
   T: tap. A network namespace with tap0 at 192.168.100.1/24 (private, nothing
      leaves it); kiln runs inside it with --net tap=tap0; the guest takes
      192.168.100.2/24. MAC as configured, ping both ways, 100 MiB TCP
-     guest->host and host->guest whose md5sums match (busybox nc in the guest),
-     TCP throughput both ways (netbench); the guest resets the device (virtio_net
+     guest->host and host->guest whose md5sums match (busybox nc in the guest);
+     the guest resets the device (virtio_net
      unbind/bind) while receiving and the network works again; a guest reboot
      brings it back too; poweroff exits 0.
   U: user networking, --net user,hostfwd=tcp::2222-:22,hostfwd=tcp::5002-:5002
      (also in a namespace of its own): the default guest's boot-time DHCP, and
      udhcpc again at its shell, give it 10.0.2.15, its default route and DNS;
      a connection to host port 2222 reaches a server in the guest on port 22;
-     20 MiB each way with matching md5sums; throughput.
-  With KILN_NET_PERF=1: the same throughput runs with QEMU's virtio-net-pci
-  (-M q35, no vhost) over -netdev tap and -netdev user in the same outer boot,
-  and kiln with the guest's transmit offloads off (virtio_net csum=0 gso=0).
+     20 MiB each way with matching md5sums.
+  With KILN_NET_PERF=1 (a benchmark, so not by default): TCP throughput both
+  ways (netbench) for kiln, then QEMU's virtio-net-pci (-M q35, no vhost) over
+  -netdev tap and -netdev user in the same outer boot, and kiln with the
+  guest's transmit offloads off (virtio_net csum=0 gso=0).
 
 The host side of each check runs in the stock-KVM host through a small agent
 (a process in the namespace that runs the scripts this driver drops into the

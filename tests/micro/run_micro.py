@@ -393,7 +393,9 @@ def t_reset(a, c):
 
 
 def t_echo(a, c):
-    """interactive: "abc" once the guest is ready, "q" once it echoed; burst: 1000 bytes at
+    """interactive: "abc" once the guest is ready, "q" once it echoed; power: Ctrl-A p twice
+    (the guest counts power-button interrupts; the escape reaches kiln, not the guest), then
+    as interactive; burst: 1000 bytes at
     once, "q" when they are back or after 5 s; eof: "abcq" in a pipe closed before kiln
     starts (kiln must deliver input it read before the guest was ready, and keep running
     at end of input)."""
@@ -402,6 +404,10 @@ def t_echo(a, c):
     script, data = [], None
     if a.input == "interactive":
         script = [("echo: ready\n", text), ("ABC", b"q")]
+    elif a.input == "power":
+        # Ctrl-A p twice (the GED's edge-triggered line fires per press), then "abc" and 'q'.
+        script = [("echo: ready\n", b"\x01p"), ("echo: power button\n", b"\x01p"),
+                  (0.5, text), ("ABC", b"q")]
     elif a.input == "burst":
         letters = b"abcdefghijklmnoprstuvwxyz"  # no 'q': that ends the run
         text = bytes(letters[i % len(letters)] for i in range(1000))
@@ -415,6 +421,10 @@ def t_echo(a, c):
     c.no_guest_failures(res)
     c.line(res, "echo: ready")
     want = text.upper().decode()
+    if a.input == "power":
+        presses = res.lines.count("echo: power button")
+        c.check(presses == 2, f"Ctrl-A p pressed the power button twice (seen {presses})")
+        res.out = res.out.replace("echo: power button\n", "")
     got = res.out.split("echo: ready\n", 1)[-1].split("\necho: bye", 1)[0]
     c.check(got == want, f"the guest echoed all {len(text)} bytes upper-cased "
                          f"(got {len(got)} bytes back)")
@@ -692,7 +702,8 @@ def main():
     p.add_argument("--via", default="acpi", choices=["acpi", "kbd"], help="reset: how")
     p.add_argument("--mode", default="ud2", choices=["ud2", "emul"], help="fault: which")
     p.add_argument("--no-reboot", action="store_true", help="reset, fault: pass --no-reboot")
-    p.add_argument("--input", default="interactive", choices=["interactive", "burst", "eof"],
+    p.add_argument("--input", default="interactive",
+                   choices=["interactive", "burst", "eof", "power"],
                    help="echo: how the input comes")
     p.add_argument("--resets", type=int, default=1, help="reset: how many times")
     p.add_argument("--cmdline", default="", help="smp: extra command line (finish=ap reboot=1)")

@@ -80,6 +80,7 @@ int main(int argc, char **argv)
         .lapic_addr = X86_LAPIC_ADDR,
         .pci_mmio_start = X86_PCI_MMIO_START,
         .pci_mmio_end = X86_PCI_MMIO_END,
+        .power_button_gsi = PM_POWER_BUTTON_GSI,
     };
     long used = acpi_build(tables, sizeof(tables), X86_ACPI_ADDR, &params);
     if (used < 36) {

@@ -3,7 +3,8 @@
 #   - iasl disassembles XSDT, FADT, MADT and DSDT without a warning or error,
 #   - the disassembly shows what the guest relies on (\_S5, PCI0 windows, COM1, FADT flags),
 #   - the disassembled DSDT compiles back cleanly,
-#   - acpiexec loads the tables, evaluates \_S5 and enters S5 on the hardware-reduced path.
+#   - acpiexec loads the tables, evaluates \_S5 and enters S5 on the hardware-reduced path,
+#     and the GED's _EVT for the power button's interrupt notifies the button with 0x80.
 # (The RSDP is checked by test_acpi: iasl does not take one on its own.)
 #
 # usage: check_acpi_iasl.sh ACPI_DUMP_EXECUTABLE
@@ -70,6 +71,15 @@ expect dsdt.dsl 'Device (RTC)'
 expect dsdt.dsl 'EisaId ("PNP0B00")'
 expect dsdt.dsl 'Device (PS2K)'
 expect dsdt.dsl 'EisaId ("PNP0303")'
+expect dsdt.dsl 'Device (PWRB)'
+expect dsdt.dsl 'EisaId ("PNP0C0C")'
+expect dsdt.dsl 'Device (GED)'
+expect dsdt.dsl 'Name (_HID, "ACPI0013"'
+expect dsdt.dsl 'Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )'
+expect dsdt.dsl '0x00000005,'
+expect dsdt.dsl 'Method (_EVT, 1, Serialized)'
+expect dsdt.dsl 'If ((Arg0 == 0x05))'
+expect dsdt.dsl 'Notify (\_SB.PWRB, 0x80)'
 
 # FADT: hardware-reduced, reset register, an 8042 (keyboard), no VGA, CMOS RTC present.
 expect facp.dsl 'Revision : 06'
@@ -104,8 +114,17 @@ expect exec.log 'Sleep-A: 05'
 expect exec.log 'HwExtendedSleep'
 expect exec.log 'No outstanding allocations'
 
+# The power button: _EVT(5) notifies PWRB with 0x80; another interrupt number does nothing.
+acpiexec -b 'evaluate \_SB.GED._EVT 5; evaluate \_SB.GED._EVT 6' xsdt.dat facp.dat apic.dat \
+    dsdt.dat >evt.log 2>&1 || fail "acpiexec (_EVT) failed"
+n=$(grep -c 'Received a Device Notify on \[PWRB\].* Value 0x80' evt.log || true)
+[ "$n" -eq 1 ] || fail "_EVT: expected one notify of PWRB with 0x80, saw $n"
+if grep -iE 'error|exception|AE_' evt.log; then
+    fail "evt.log reports problems"
+fi
+
 if [ "$failed" -ne 0 ]; then
-    for f in *.dsl exec.log; do
+    for f in *.dsl exec.log evt.log; do
         echo "---- $f"
         cat "$f"
     done

@@ -24,6 +24,7 @@ static const struct acpi_params default_params = {
     .lapic_addr = X86_LAPIC_ADDR,
     .pci_mmio_start = X86_PCI_MMIO_START,
     .pci_mmio_end = X86_PCI_MMIO_END,
+    .power_button_gsi = PM_POWER_BUTTON_GSI,
 };
 
 struct tables {
@@ -258,6 +259,16 @@ static void test_dsdt_contents(void **state)
     memmem_or_fail(dsdt, len, com1_io, sizeof(com1_io));
     const uint8_t rtc_io[] = {0x47, 0x01, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02, 0x22, 0x00, 0x01};
     memmem_or_fail(dsdt, len, rtc_io, sizeof(rtc_io));
+    /* Power button (PNP0C0C) and the Generic Event Device that notifies it. */
+    const uint8_t pnp0c0c[] = {0x0c, 0x41, 0xd0, 0x0c, 0x0c};
+    memmem_or_fail(dsdt, len, pnp0c0c, sizeof(pnp0c0c));
+    memmem_or_fail(dsdt, len, "\x0d" "ACPI0013", 10);
+    const uint8_t ged_irq[] = {0x89, 0x06, 0x00, 0x03, 0x01, PM_POWER_BUTTON_GSI, 0, 0, 0};
+    memmem_or_fail(dsdt, len, ged_irq, sizeof(ged_irq));
+    const uint8_t evt_if[] = {0x93, 0x68, 0x0a, PM_POWER_BUTTON_GSI};
+    memmem_or_fail(dsdt, len, evt_if, sizeof(evt_if));
+    const uint8_t notify[] = {0x86, '\\', 0x2e, '_', 'S', 'B', '_', 'P', 'W', 'R', 'B', 0x0a, 0x80};
+    memmem_or_fail(dsdt, len, notify, sizeof(notify));
     /* The DSDT is the last table: nothing is used after it. */
     assert_ptr_equal(dsdt + len, t->buf + t->used);
     free(t);

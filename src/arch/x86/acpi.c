@@ -347,6 +347,41 @@ static void dsdt_add_ps2_keyboard(struct aml *a)
     aml_end(a, dev);
 }
 
+/*
+ * The power button of a hardware-reduced platform (ACPI 6.4 §4.8.2.2.1.2, §5.6.9): a
+ * control-method button (PNP0C0C) and a Generic Event Device (ACPI0013) whose interrupt
+ * runs _EVT, which notifies the button with 0x80 ("pressed"). Linux's evged driver owns
+ * the interrupt and its button driver turns the notification into KEY_POWER.
+ */
+static void dsdt_add_power_button(struct aml *a, uint32_t gsi)
+{
+    size_t dev = aml_device_begin(a, "PWRB");
+    aml_name(a, "_HID");
+    aml_eisaid(a, "PNP0C0C");
+    aml_name(a, "_UID");
+    aml_integer(a, 0);
+    aml_end(a, dev);
+
+    dev = aml_device_begin(a, "GED");
+    aml_name(a, "_HID");
+    aml_string(a, "ACPI0013");
+    aml_name(a, "_UID");
+    aml_integer(a, 0);
+    aml_name(a, "_CRS");
+    size_t crs = aml_restemplate_begin(a);
+    aml_res_interrupt_edge(a, gsi);
+    aml_restemplate_end(a, crs);
+    size_t evt = aml_method_begin(a, "_EVT", 1, true); /* Arg0: the interrupt that fired */
+    size_t cond = aml_if_begin(a);
+    aml_lequal(a);
+    aml_arg(a, 0);
+    aml_integer(a, gsi);
+    aml_notify(a, "\\_SB.PWRB", 0x80);
+    aml_end(a, cond);
+    aml_end(a, evt);
+    aml_end(a, dev);
+}
+
 /* Returns the DSDT's length or a negative errno. */
 static long acpi_write_dsdt(uint8_t *t, size_t cap, const struct acpi_params *params)
 {
@@ -360,6 +395,7 @@ static long acpi_write_dsdt(uint8_t *t, size_t cap, const struct acpi_params *pa
     dsdt_add_legacy(&a, "COM1", "PNP0501", COM1_PORT, COM1_PORT_LEN, COM1_IRQ);
     dsdt_add_legacy(&a, "RTC", "PNP0B00", RTC_PORT, RTC_PORT_LEN, RTC_IRQ);
     dsdt_add_ps2_keyboard(&a);
+    dsdt_add_power_button(&a, params->power_button_gsi);
     aml_end(&a, sb);
     if (a.err)
         return a.err;

@@ -10,12 +10,13 @@
 #include <stdint.h>
 
 struct acpi_params {
-    unsigned ncpus;          /* one MADT local APIC entry each, APIC IDs 0..ncpus-1 */
-    uint16_t pm_base;        /* port block of struct pm (sleep control/status, reset) */
-    uint32_t ioapic_addr;    /* 0xfec00000 */
-    uint32_t lapic_addr;     /* 0xfee00000 */
-    uint32_t pci_mmio_start; /* 32-bit PCI memory window, for the host bridge's _CRS */
-    uint32_t pci_mmio_end;   /* inclusive */
+    unsigned ncpus;            /* one MADT local APIC entry each, APIC IDs 0..ncpus-1 */
+    uint16_t pm_base;          /* port block of struct pm (sleep control/status, reset) */
+    uint32_t ioapic_addr;      /* 0xfec00000 */
+    uint32_t lapic_addr;       /* 0xfee00000 */
+    uint32_t pci_mmio_start;   /* 32-bit PCI memory window, for the host bridge's _CRS */
+    uint32_t pci_mmio_end;     /* inclusive */
+    uint32_t power_button_gsi; /* the Generic Event Device's interrupt */
 };
 
 /*

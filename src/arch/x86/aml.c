@@ -24,6 +24,12 @@
 #define AML_ROOT_CHAR '\\'
 #define AML_PARENT_PREFIX_CHAR '^'
 #define AML_RETURN_OP 0xa4
+#define AML_ARG0_OP 0x68
+#define AML_NOTIFY_OP 0x86
+#define AML_LEQUAL_OP 0x93
+#define AML_IF_OP 0xa0
+#define AML_METHOD_MAX_ARGS 7
+#define AML_METHOD_SERIALIZED 0x08 /* MethodFlags bit 3; bits 2:0 are the argument count */
 #define AML_NAME_SEG_LEN 4
 
 /* Resource descriptor tags, ACPI 6.4 §6.4.2 (small) and §6.4.3 (large) */
@@ -31,7 +37,11 @@
 #define RES_IO 0x47            /* small item 0x08, length 7 */
 #define RES_END_TAG 0x79       /* small item 0x0f, length 1 */
 #define RES_DWORD_ADDRESS 0x87 /* large item 0x07 */
-#define RES_WORD_ADDRESS 0x88  /* large item 0x08 */
+#define RES_EXTENDED_IRQ 0x89  /* large item 0x09 */
+#define RES_EXTENDED_IRQ_LEN 6 /* flags, table length, one interrupt number */
+#define RES_IRQ_CONSUMER 0x01  /* extended IRQ flags: bit 0 consumer, bit 1 edge */
+#define RES_IRQ_EDGE 0x02
+#define RES_WORD_ADDRESS 0x88 /* large item 0x08 */
 #define RES_WORD_ADDRESS_LEN 13
 #define RES_DWORD_ADDRESS_LEN 23
 
@@ -286,15 +296,51 @@ void aml_name(struct aml *a, const char *name)
     aml_name_string(a, name);
 }
 
-void aml_method_return_int(struct aml *a, const char *name, uint64_t value)
+size_t aml_method_begin(struct aml *a, const char *name, unsigned nargs, bool serialized)
 {
+    if (nargs >= AML_METHOD_MAX_ARGS + 1)
+        aml_fail(a, -EINVAL);
     aml_byte(a, AML_METHOD_OP);
     size_t mark = a->len;
     aml_name_string(a, name);
-    aml_byte(a, 0); /* MethodFlags: no arguments, not serialized, SyncLevel 0 */
+    /* MethodFlags: argument count, serialization, SyncLevel 0 (§19.6.85) */
+    aml_byte(a, (uint8_t)((nargs & 7) | (serialized ? AML_METHOD_SERIALIZED : 0)));
+    return mark;
+}
+
+void aml_method_return_int(struct aml *a, const char *name, uint64_t value)
+{
+    size_t mark = aml_method_begin(a, name, 0, false);
     aml_byte(a, AML_RETURN_OP);
     aml_integer(a, value);
     aml_end(a, mark);
+}
+
+size_t aml_if_begin(struct aml *a)
+{
+    aml_byte(a, AML_IF_OP);
+    return a->len;
+}
+
+void aml_lequal(struct aml *a)
+{
+    aml_byte(a, AML_LEQUAL_OP);
+}
+
+void aml_arg(struct aml *a, unsigned n)
+{
+    if (n >= AML_METHOD_MAX_ARGS) {
+        aml_fail(a, -EINVAL);
+        return;
+    }
+    aml_byte(a, (uint8_t)(AML_ARG0_OP + n));
+}
+
+void aml_notify(struct aml *a, const char *object, uint64_t value)
+{
+    aml_byte(a, AML_NOTIFY_OP);
+    aml_name_string(a, object);
+    aml_integer(a, value);
 }
 
 size_t aml_scope_begin(struct aml *a, const char *name)
@@ -378,6 +424,16 @@ void aml_res_irq_noflags(struct aml *a, unsigned irq)
     }
     aml_byte(a, RES_IRQ_NOFLAGS);
     aml_le(a, 1u << irq, 2);
+}
+
+/* Extended interrupt descriptor with one interrupt and no resource source, §6.4.3.6. */
+void aml_res_interrupt_edge(struct aml *a, uint32_t gsi)
+{
+    aml_byte(a, RES_EXTENDED_IRQ);
+    aml_le(a, RES_EXTENDED_IRQ_LEN, 2);
+    aml_byte(a, RES_IRQ_CONSUMER | RES_IRQ_EDGE); /* active high, exclusive, not wake */
+    aml_byte(a, 1);                               /* interrupt table length */
+    aml_le(a, gsi, 4);
 }
 
 /* Word address space descriptor, §6.4.3.5.3. */

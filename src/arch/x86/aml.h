@@ -11,6 +11,7 @@
 #ifndef KILN_AML_H
 #define KILN_AML_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,16 @@ void aml_string(struct aml *a, const char *s);
 void aml_name(struct aml *a, const char *name);
 /* Method (name, 0) { Return (value) } */
 void aml_method_return_int(struct aml *a, const char *name, uint64_t value);
+/* Method (name, nargs, Serialized or NotSerialized) { ... }, closed by aml_end. */
+size_t aml_method_begin(struct aml *a, const char *name, unsigned nargs, bool serialized);
+/* If (predicate) { ... }: the caller writes the predicate, then the body, then aml_end. */
+size_t aml_if_begin(struct aml *a);
+/* LEqual (operand, operand): the caller writes the two operands right after. */
+void aml_lequal(struct aml *a);
+/* ArgN, the method's N-th argument (0-6). */
+void aml_arg(struct aml *a, unsigned n);
+/* Notify (object, value) */
+void aml_notify(struct aml *a, const char *object, uint64_t value);
 
 size_t aml_scope_begin(struct aml *a, const char *name);
 size_t aml_device_begin(struct aml *a, const char *name);
@@ -57,6 +68,8 @@ void aml_restemplate_end(struct aml *a, size_t mark);
 void aml_res_io(struct aml *a, uint16_t min, uint16_t max, uint8_t align, uint8_t len);
 /* IRQNoFlags () { irq }: edge triggered, active high, exclusive */
 void aml_res_irq_noflags(struct aml *a, unsigned irq);
+/* Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } (§6.4.3.6) */
+void aml_res_interrupt_edge(struct aml *a, uint32_t gsi);
 /* Windows a host bridge decodes (ResourceProducer, MinFixed, MaxFixed, PosDecode). */
 void aml_res_word_bus_number(struct aml *a, uint16_t min, uint16_t max);
 void aml_res_word_io(struct aml *a, uint16_t min, uint16_t max);
