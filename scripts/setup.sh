@@ -7,14 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: compiler, meson/ninja, pkg-config; libraries: liburing (virtio-blk I/O), libslirp
-# and glib (user-mode networking). Tests: cmocka, iasl/acpiexec (ACPI checks), e2fsprogs
+# and glib (user-mode networking), libmicrohttpd and jansson (the API: HTTP, JSON). Tests:
+# cmocka, iasl/acpiexec (ACPI checks), e2fsprogs
 # and iproute2 (disk and network tests). Guests: busybox-static, kernel packages unpacked
 # with dpkg-deb, lz4 (cloud kernel payload), kmod (module dependencies). Stock-KVM host: QEMU.
 # Lifecycle CLI: jansson (JSON), libcurl (its API client; loaded only by the CLI commands).
 PACKAGES=(gcc libc6-dev make meson ninja-build pkg-config liburing-dev libslirp-dev
-          libglib2.0-dev libcmocka-dev acpica-tools binutils python3 busybox-static lz4 xz-utils
-          cpio kmod qemu-system-x86 util-linux e2fsprogs iproute2 libjansson-dev
-          libcurl4-openssl-dev)
+          libglib2.0-dev libmicrohttpd-dev libjansson-dev libcmocka-dev acpica-tools binutils
+          python3 busybox-static lz4 xz-utils cpio kmod qemu-system-x86 util-linux e2fsprogs
+          iproute2 libcurl4-openssl-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

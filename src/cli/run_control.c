@@ -35,6 +35,7 @@ struct control {
     char start_err[START_ERR_MAX];
     bool started_by_api;
     struct vm *vm; /* the running VM, NULL before boot and once it stopped */
+    bool booting;  /* control_boot is building the VM and has not booted it yet */
     bool booted;
     int wake_fd; /* eventfd: a start request is waiting for the main thread */
 };
@@ -64,6 +65,9 @@ static int control_with_vm(struct control *ctl, int (*fn)(struct vm *), const ch
                            char *err, size_t errlen)
 {
     pthread_mutex_lock(&ctl->lock);
+    /* A config-file VM is "Running" for the API while it still boots: wait for that. */
+    while (!ctl->vm && ctl->booting)
+        pthread_cond_wait(&ctl->cond, &ctl->lock);
     int ret = ctl->vm ? fn(ctl->vm) : -ESRCH;
     pthread_mutex_unlock(&ctl->lock);
     if (ret < 0)
@@ -84,30 +88,26 @@ static int control_resume(void *opaque, char *err, size_t errlen)
 
 static int control_ctrl_alt_del(void *opaque, char *err, size_t errlen)
 {
-    /*
-     * kiln's i8042 emulates the controller and its reset line but no keyboard, and the
-     * hardware-reduced ACPI tables describe no PS/2 device, so a guest has no keyboard
-     * driver bound to receive the keys. Say so rather than pretend.
-     */
-    snprintf(err, errlen,
-             "SendCtrlAltDel: kiln emulates no PS/2 keyboard for the guest to receive it; "
-             "use the kiln extension {\"action_type\": \"PowerButton\"} for a graceful "
-             "shutdown");
-    (void)opaque;
-    return -ENOTSUP;
+    int ret = control_with_vm(opaque, vm_send_ctrl_alt_del, "SendCtrlAltDel", err, errlen);
+    if (ret == -ENODEV)
+        snprintf(err, errlen,
+                 "SendCtrlAltDel: the guest has not enabled its PS/2 keyboard (no i8042/atkbd "
+                 "driver bound), so nothing would receive the keys");
+    else if (ret == -EBUSY)
+        snprintf(err, errlen, "SendCtrlAltDel: the keyboard buffer is full; try again");
+    return ret;
 }
 
-/*
- * MERGE POINT: the ACPI power button (vm_power_button, from the console/power-button
- * work) is not in this tree yet. Once it is, replace the body with:
- *     return control_with_vm(opaque, power_button_press, "PowerButton", err, errlen);
- * where power_button_press(vm) calls vm_power_button(vm) and returns 0.
- */
+static int power_button_press(struct vm *vm)
+{
+    vm_power_button(vm);
+    return 0;
+}
+
+/* kiln extension: the ACPI power button, a graceful shutdown request (vm_power_button). */
 static int control_power_button(void *opaque, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "PowerButton: not supported by this build");
-    (void)opaque;
-    return -ENOTSUP;
+    return control_with_vm(opaque, power_button_press, "PowerButton", err, errlen);
 }
 
 static const struct api_ops control_ops = {
@@ -127,11 +127,12 @@ static void control_booted(struct vm *vm, void *opaque)
     bool first = !ctl->booted;
     ctl->vm = vm;
     ctl->booted = true;
+    ctl->booting = false;
     if (first && ctl->started_by_api) {
         ctl->start_result = 0;
         ctl->start_done = true;
-        pthread_cond_broadcast(&ctl->cond);
     }
+    pthread_cond_broadcast(&ctl->cond);
     pthread_mutex_unlock(&ctl->lock);
     if (first)
         log_capture_end();
@@ -144,6 +145,14 @@ static void control_finished(struct vm *vm, void *opaque)
     ctl->vm = NULL;
     pthread_mutex_unlock(&ctl->lock);
     (void)vm;
+}
+
+static void control_set_booting(struct control *ctl, bool booting)
+{
+    pthread_mutex_lock(&ctl->lock);
+    ctl->booting = booting;
+    pthread_cond_broadcast(&ctl->cond);
+    pthread_mutex_unlock(&ctl->lock);
 }
 
 /* Boots from `spec` and runs the VM to its end. Returns the exit status. */
@@ -165,7 +174,9 @@ static int control_boot(struct control *ctl, const struct vm_spec *spec)
     if (dropped_pci_off)
         log_info("boot_args: dropped \"pci=off\": kiln's virtio devices are on PCI");
     struct run_hooks hooks = {control_booted, control_finished, ctl};
+    control_set_booting(ctl, true);
     status = run_configured(&cfg, &hooks);
+    control_set_booting(ctl, false);
 out:
     free(own);
     free(cmdline);
@@ -198,6 +209,19 @@ static int control_try_start(struct control *ctl, bool *ran)
     return status;
 }
 
+/* Answers a start request that will not be served, so the server thread can be stopped. */
+static void control_cancel_start(struct control *ctl)
+{
+    pthread_mutex_lock(&ctl->lock);
+    if (ctl->start_spec && !ctl->start_done) {
+        snprintf(ctl->start_err, sizeof(ctl->start_err), "kiln is exiting");
+        ctl->start_result = -ECANCELED;
+        ctl->start_done = true;
+        pthread_cond_broadcast(&ctl->cond);
+    }
+    pthread_mutex_unlock(&ctl->lock);
+}
+
 /* Waits for InstanceStart or a signal. Returns the exit status. */
 static int control_wait_and_run(struct control *ctl, int signal_fd)
 {
@@ -206,12 +230,14 @@ static int control_wait_and_run(struct control *ctl, int signal_fd)
         if (poll(fds, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
+            control_cancel_start(ctl);
             return KILN_EXIT_VM_FAILED;
         }
         if (fds[0].revents) {
             struct signalfd_siginfo si;
             if (read(signal_fd, &si, sizeof(si)) == sizeof(si))
                 log_info("received signal %u before the VM started; exiting", si.ssi_signo);
+            control_cancel_start(ctl);
             return KILN_EXIT_OK;
         }
         uint64_t count;
@@ -259,8 +285,10 @@ int run_controlled(struct vm_config *cli)
     }
     api_init(&ctl->api, spec, &control_ops, ctl, cli->instance_id);
     /* A config file boots at once: the API sees a started VM from the first request. */
-    if (cli->config_file)
+    if (cli->config_file) {
         api_set_state(&ctl->api, API_VM_RUNNING);
+        ctl->booting = true;
+    }
     if (cli->api_sock && api_server_start(&ctl->server, &ctl->api, cli->api_sock) < 0) {
         status = KILN_EXIT_DEVICE;
         goto out_api;

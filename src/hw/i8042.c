@@ -1,12 +1,18 @@
 /*
- * i8042 keyboard controller: just the controller's own commands (IBM PC/AT technical
- * reference, "Keyboard controller commands"), so guests can probe it and reset the CPU.
- * Bytes written for the keyboard are dropped, since none is attached, and the controller
- * raises no interrupts: command replies are read by polling the status register.
+ * i8042 keyboard controller (IBM PC/AT technical reference, "Keyboard controller
+ * commands") with a PS/2 keyboard behind it, so guests can probe the controller, reset the
+ * CPU, and bind a keyboard driver that receives Ctrl+Alt+Del. The keyboard answers the
+ * commands Linux's atkbd sends (reset, identify, enable/disable, LEDs, typematic rate,
+ * scancode set) and sends scan code set 2, which the controller translates to set 1 while
+ * the command byte's translation bit is set, as real controllers do. Keyboard bytes raise
+ * IRQ 1 (an edge) when the command byte enables it; controller replies are polled.
  *
  * The reset hook is called after the lock is dropped, because it stops the VM.
  */
 #include "hw/i8042.h"
+
+#include <errno.h>
+#include <string.h>
 
 /* Status register (port 0x64 read). */
 #define STATUS_OBF 0x01      /* output buffer full: port 0x60 has a byte */
@@ -14,6 +20,7 @@
 #define STATUS_SYS 0x04      /* system flag: set by self-test or command byte bit 2 */
 #define STATUS_CMD 0x08      /* last write was to port 0x64 (command), not 0x60 (data) */
 #define STATUS_UNLOCKED 0x10 /* keyboard not inhibited by the key lock */
+#define STATUS_AUXDATA 0x20  /* the byte in the output buffer came from the aux port */
 
 /* Controller command byte. */
 #define CB_KBD_INT 0x01
@@ -37,13 +44,38 @@ enum {
     CMD_KBD_TEST = 0xab,
     CMD_KBD_DISABLE = 0xad,
     CMD_KBD_ENABLE = 0xae,
+    CMD_AUX_TEST = 0xa9,
     CMD_READ_OUTPORT = 0xd0,
     CMD_WRITE_OUTPORT = 0xd1,
+    CMD_WRITE_KBD_OUT = 0xd2, /* the data byte appears as if the keyboard sent it */
+    CMD_WRITE_AUX_OUT = 0xd3, /* ... as if the mouse sent it */
+    CMD_WRITE_AUX = 0xd4,     /* the data byte goes to the mouse */
     CMD_PULSE_BASE = 0xf0, /* 0xf0-0xff: pulse the output port bits that are 0 in the low nibble */
 };
 
 #define SELF_TEST_OK 0x55
 #define KBD_TEST_OK 0x00
+#define AUX_TEST_CLOCK_LOW 0x02 /* "clock line stuck low": no mouse port to use */
+
+/* PS/2 keyboard commands and replies. */
+enum {
+    KBD_SET_LEDS = 0xed,
+    KBD_ECHO = 0xee,
+    KBD_SCANCODE_SET = 0xf0,
+    KBD_GET_ID = 0xf2,
+    KBD_TYPEMATIC = 0xf3,
+    KBD_ENABLE = 0xf4,
+    KBD_DISABLE = 0xf5,
+    KBD_DEFAULTS = 0xf6,
+    KBD_RESEND = 0xfe,
+    KBD_RESET = 0xff,
+};
+#define KBD_ACK 0xfa
+#define KBD_BAT_OK 0xaa
+#define KBD_NAK 0xfe
+#define KBD_ID_1 0xab
+#define KBD_ID_2 0x83            /* MF2 keyboard */
+#define KBD_ID_2_TRANSLATED 0x41 /* ... as the controller translates it */
 
 static void i8042_put_output(struct i8042_state *s, uint8_t byte)
 {
@@ -79,6 +111,9 @@ static bool i8042_command(struct i8042_state *s, uint8_t cmd)
         break;
     case CMD_WRITE_CB:
     case CMD_WRITE_OUTPORT:
+    case CMD_WRITE_KBD_OUT:
+    case CMD_WRITE_AUX_OUT:
+    case CMD_WRITE_AUX:
         s->pending_command = cmd; /* the data byte follows on port 0x60 */
         break;
     case CMD_AUX_DISABLE:
@@ -100,6 +135,9 @@ static bool i8042_command(struct i8042_state *s, uint8_t cmd)
     case CMD_KBD_ENABLE:
         s->command_byte &= ~CB_KBD_DISABLE;
         break;
+    case CMD_AUX_TEST:
+        i8042_put_output(s, AUX_TEST_CLOCK_LOW);
+        break;
     case CMD_READ_OUTPORT:
         i8042_put_output(s, s->output_port);
         break;
@@ -110,22 +148,122 @@ static bool i8042_command(struct i8042_state *s, uint8_t cmd)
     return false;
 }
 
-/* A data byte completes a pending command; without one it would go to the keyboard. */
+/* ---- the keyboard ---- */
+
+static void kbd_send(struct i8042_state *s, uint8_t byte)
+{
+    if (s->kbd_len < I8042_KBD_QUEUE) /* a full keyboard buffer drops, as hardware does */
+        s->kbd_queue[s->kbd_len++] = byte;
+}
+
+/* A keyboard command or parameter byte written to port 0x60. */
+static void kbd_write(struct i8042_state *s, uint8_t byte)
+{
+    bool translated = s->command_byte & CB_XLATE;
+    uint8_t cmd = s->kbd_param_cmd;
+
+    if (cmd) {
+        s->kbd_param_cmd = 0;
+        kbd_send(s, KBD_ACK);
+        if (cmd == KBD_SCANCODE_SET && byte == 0) /* query: always set 2 */
+            kbd_send(s, translated ? 0x41 : 0x02);
+        return;
+    }
+    switch (byte) {
+    case KBD_SET_LEDS:
+    case KBD_TYPEMATIC:
+    case KBD_SCANCODE_SET:
+        kbd_send(s, KBD_ACK);
+        s->kbd_param_cmd = byte;
+        break;
+    case KBD_ECHO:
+        kbd_send(s, KBD_ECHO);
+        break;
+    case KBD_GET_ID:
+        kbd_send(s, KBD_ACK);
+        kbd_send(s, KBD_ID_1);
+        kbd_send(s, translated ? KBD_ID_2_TRANSLATED : KBD_ID_2);
+        break;
+    case KBD_ENABLE:
+    case KBD_DEFAULTS:
+        kbd_send(s, KBD_ACK);
+        s->kbd_scanning = true;
+        break;
+    case KBD_DISABLE:
+        kbd_send(s, KBD_ACK);
+        s->kbd_scanning = false;
+        break;
+    case KBD_RESET:
+        s->kbd_len = 0;
+        kbd_send(s, KBD_ACK);
+        kbd_send(s, KBD_BAT_OK);
+        s->kbd_scanning = true;
+        break;
+    default:
+        /* 0xf7-0xfd (scan code set 3 key types) and 0xfe: acknowledged; others refused. */
+        kbd_send(s, byte >= 0xf7 && byte <= KBD_RESEND ? KBD_ACK : KBD_NAK);
+        break;
+    }
+}
+
+/* A data byte completes a pending command; without one it goes to the keyboard. */
 static bool i8042_data(struct i8042_state *s, uint8_t val)
 {
     uint8_t cmd = s->pending_command;
 
     s->pending_command = 0;
-    if (cmd == CMD_WRITE_CB)
+    switch (cmd) {
+    case CMD_WRITE_CB:
         i8042_set_command_byte(s, val);
-    else if (cmd == CMD_WRITE_OUTPORT)
+        break;
+    case CMD_WRITE_OUTPORT:
         return i8042_write_output_port(s, val);
+    case CMD_WRITE_KBD_OUT:
+        kbd_send(s, val);
+        break;
+    case CMD_WRITE_AUX_OUT:
+        /*
+         * With no mouse port the byte comes back without STATUS_AUXDATA, so a guest's
+         * loopback test sees at once that there is no aux port instead of timing out.
+         */
+        i8042_put_output(s, val);
+        break;
+    case CMD_WRITE_AUX:
+        break; /* no mouse */
+    default:
+        s->command_byte &= ~CB_KBD_DISABLE; /* writing to the keyboard enables its clock */
+        kbd_write(s, val);
+        break;
+    }
     return false;
 }
 
-/* Calls the reset hook without the lock: it stops the VM and may wait on vCPU threads. */
+/*
+ * Moves the keyboard's next byte into the output buffer when it is free and the keyboard
+ * interface is enabled. Returns true if the guest should get an interrupt for it.
+ */
+static bool i8042_deliver(struct i8042_state *s)
+{
+    if ((s->status & STATUS_OBF) || !s->kbd_len || (s->command_byte & CB_KBD_DISABLE))
+        return false;
+    s->out_buf = s->kbd_queue[0];
+    s->kbd_len--;
+    memmove(s->kbd_queue, s->kbd_queue + 1, s->kbd_len);
+    s->status = (uint8_t)((s->status | STATUS_OBF) & ~STATUS_AUXDATA);
+    return s->command_byte & CB_KBD_INT;
+}
+
+/*
+ * Ends a port access: passes on a waiting keyboard byte (an edge on IRQ 1, as the ISA line
+ * is edge-triggered), then calls the reset hook without the lock: it stops the VM and may
+ * wait on vCPU threads.
+ */
 static void i8042_finish(struct i8042 *kbc, bool reset)
 {
+    if (i8042_deliver(&kbc->state)) {
+        irq_line_set(&kbc->irq, true);
+        irq_line_set(&kbc->irq, false);
+    }
     pthread_mutex_unlock(&kbc->lock);
     if (reset && kbc->reset)
         kbc->reset(kbc->reset_opaque);
@@ -146,6 +284,34 @@ void i8042_init(struct i8042 *kbc, void (*reset)(void *opaque), void *opaque)
 void i8042_destroy(struct i8042 *kbc)
 {
     pthread_mutex_destroy(&kbc->lock);
+}
+
+void i8042_set_irq(struct i8042 *kbc, const struct irq_line *irq)
+{
+    pthread_mutex_lock(&kbc->lock);
+    kbc->irq = *irq;
+    pthread_mutex_unlock(&kbc->lock);
+}
+
+int i8042_send_ctrl_alt_del(struct i8042 *kbc)
+{
+    /* Make codes of Left Ctrl, Left Alt and Delete, then their break codes. */
+    static const uint8_t set2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
+    static const uint8_t set1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+    pthread_mutex_lock(&kbc->lock);
+    struct i8042_state *s = &kbc->state;
+    bool translated = s->command_byte & CB_XLATE;
+    const uint8_t *codes = translated ? set1 : set2;
+    size_t n = translated ? sizeof(set1) : sizeof(set2);
+    int ret = 0;
+    if (!s->kbd_scanning || (s->command_byte & CB_KBD_DISABLE))
+        ret = -ENODEV;
+    else if (s->kbd_len + n > I8042_KBD_QUEUE)
+        ret = -EBUSY;
+    for (size_t i = 0; ret == 0 && i < n; i++)
+        kbd_send(s, codes[i]);
+    i8042_finish(kbc, false);
+    return ret;
 }
 
 /*

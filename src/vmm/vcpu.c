@@ -142,7 +142,7 @@ static void vcpu_complete_io(struct vcpu *vcpu)
     __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
     if (ioctl(vcpu->fd, KVM_RUN, 0) == 0)
         vcpu_handle_exit(vcpu); /* not expected with immediate_exit; handle it all the same */
-    vcpu->run->immediate_exit = 0;
+    __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 }
 
 static void vcpu_kick_handler(int sig)
@@ -175,7 +175,8 @@ static void *vcpu_thread(void *arg)
         }
         if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
-                vcpu->run->immediate_exit = 0;
+                /* Kicks check their flag (stop, pause) at the loop's top, set before this. */
+                __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
                 io_pending = false;
                 continue;
             }

@@ -134,6 +134,14 @@ int vm_resume(struct vm *vm)
     return 0;
 }
 
+int vm_send_ctrl_alt_del(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->run_lock);
+    int ret = vm_stopping(vm) ? -ESHUTDOWN : i8042_send_ctrl_alt_del(&vm->i8042);
+    pthread_mutex_unlock(&vm->run_lock);
+    return ret;
+}
+
 bool vm_is_paused(struct vm *vm)
 {
     return atomic_load(&vm->paused);
@@ -225,6 +233,8 @@ static void vm_init_devices(struct vm *vm)
     vm->com1.rx_ready_opaque = vm;
     mc146818_init(&vm->rtc, host_time);
     i8042_init(&vm->i8042, vm_on_reset, vm);
+    struct irq_line kbd_irq = {vm_set_irq_level, vm, I8042_KBD_IRQ};
+    i8042_set_irq(&vm->i8042, &kbd_irq);
     pci_bus_init(&vm->pci);
     pci_bus_set_mmio_base(&vm->pci, X86_PCI_MMIO_START);
     pm_init(&vm->pm, vm_on_poweroff, vm_on_reset, vm);
@@ -624,8 +634,10 @@ static void vm_reset(struct vm *vm)
     for (unsigned i = 0; i < vm->mem.nregions; i++)
         madvise(vm->mem.regions[i].hva, vm->mem.regions[i].size, MADV_DONTNEED);
     struct mc146818_state rtc = vm->rtc.state; /* battery-backed: survives a reset */
+    pthread_mutex_lock(&vm->run_lock); /* vm_send_ctrl_alt_del() may use the i8042 */
     vm_destroy_devices(vm);
     vm_init_devices(vm);
+    pthread_mutex_unlock(&vm->run_lock);
     vm->rtc.state = rtc;
     atomic_store(&vm->stop_reason, VM_STOP_NONE);
 }
@@ -640,9 +652,9 @@ static int vm_boot(struct vm *vm)
     ret = vm_load_guest(vm);
     if (ret < 0)
         return ret;
-    vm->boots++;
     console_enter_raw(&vm->console);
     pthread_mutex_lock(&vm->run_lock);
+    vm->boots++; /* vm_resume reads it */
     for (unsigned i = 0; ret == 0 && i < vm->ncpus; i++) {
         ret = vcpu_start(&vm->vcpus[i]);
         if (ret < 0)

@@ -128,6 +128,12 @@ void vm_vcpu_park_if_paused(struct vm *vm, struct vcpu *vcpu);
 void vm_vcpu_running(struct vm *vm, bool running);
 
 /*
+ * Ctrl+Alt+Del on the PS/2 keyboard (any thread). -ENODEV: no guest driver enabled the
+ * keyboard; -EBUSY: its buffer is full; -ESHUTDOWN: the VM is stopping or resetting.
+ */
+int vm_send_ctrl_alt_del(struct vm *vm);
+
+/*
  * Adds a virtio device whose ops/opaque/host_features are set: assigns its BAR and hooks it
  * to the event loop. It is attached to the KVM VM at every boot. Returns 0 or -errno.
  */

@@ -1,10 +1,11 @@
-/* Unit tests for the i8042 keyboard controller: probing, command byte, CPU reset. */
+/* Unit tests for the i8042 keyboard controller: probing, command byte, CPU reset, keyboard. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,13 @@ static uint8_t reply(struct fixture *f)
     uint8_t val = data_read(f);
     assert_false(status(f) & ST_OBF);
     return val;
+}
+
+/* A keyboard byte: the keyboard's next byte may follow into the buffer at once. */
+static uint8_t kbd_reply(struct fixture *f)
+{
+    assert_true(status(f) & ST_OBF);
+    return data_read(f);
 }
 
 static void test_initial_status(void **state)
@@ -192,31 +200,132 @@ static void test_linux_kbd_reboot(void **state)
     assert_int_equal(f->resets, 10);
 }
 
-static void test_data_without_command_is_ignored(void **state)
+/* A data byte with no controller command pending is for the keyboard, which answers. */
+static void test_data_goes_to_keyboard(void **state)
 {
     struct fixture *f = *state;
 
     command(f, 0x20);
     uint8_t cb = reply(f);
-    data_write(f, 0xff); /* would be a keyboard reset; no keyboard */
+    data_write(f, 0xff); /* keyboard reset: ACK, then self-test passed */
+    assert_int_equal(kbd_reply(f), 0xfa);
+    assert_int_equal(kbd_reply(f), 0xaa);
     data_write(f, 0xf4);
+    assert_int_equal(kbd_reply(f), 0xfa);
     assert_false(status(f) & ST_OBF);
     command(f, 0x20);
     assert_int_equal(reply(f), cb);
 
-    /* Another command cancels a pending one. */
+    /* Another command cancels a pending one: the data byte then goes to the keyboard. */
     command(f, 0x60);
     command(f, 0x12); /* unknown: ignored */
     data_write(f, 0x00);
-    assert_false(status(f) & ST_OBF);
+    assert_int_equal(kbd_reply(f), 0xfe); /* not a keyboard command */
     command(f, 0x20);
     assert_int_equal(reply(f), cb);
 
-    /* The data byte of 0xd1 is consumed once: a second one goes nowhere. */
+    /* The data byte of 0xd1 is consumed once: a second one goes to the keyboard. */
     command(f, 0xd1);
     data_write(f, 0x03);
     data_write(f, 0x00);
+    assert_int_equal(kbd_reply(f), 0xfe);
     assert_int_equal(f->resets, 0);
+}
+
+/* What Linux's i8042 and atkbd drivers do at boot, with translation on (kiln's default). */
+static void test_atkbd_probe(void **state)
+{
+    struct fixture *f = *state;
+
+    /* No mouse: the loopback byte comes back without the aux flag, the aux test fails. */
+    command(f, 0xd3);
+    data_write(f, 0x5a);
+    assert_true(status(f) & ST_OBF);
+    assert_false(status(f) & 0x20);
+    assert_int_equal(data_read(f), 0x5a);
+    command(f, 0xa9);
+    assert_int_equal(reply(f), 0x02);
+
+    data_write(f, 0xf2); /* identify: an MF2 keyboard, ID translated */
+    assert_int_equal(kbd_reply(f), 0xfa);
+    assert_int_equal(kbd_reply(f), 0xab);
+    assert_int_equal(kbd_reply(f), 0x41);
+    data_write(f, 0xf5);
+    assert_int_equal(kbd_reply(f), 0xfa);
+    data_write(f, 0xed); /* LEDs: command and parameter each acknowledged */
+    assert_int_equal(kbd_reply(f), 0xfa);
+    data_write(f, 0x00);
+    assert_int_equal(kbd_reply(f), 0xfa);
+    data_write(f, 0xf0); /* which scancode set? 2 (translated: 0x41) */
+    assert_int_equal(kbd_reply(f), 0xfa);
+    data_write(f, 0x00);
+    assert_int_equal(kbd_reply(f), 0xfa);
+    assert_int_equal(kbd_reply(f), 0x41);
+    data_write(f, 0xee);
+    assert_int_equal(kbd_reply(f), 0xee);
+
+    /* Keys are refused until the driver enables the keyboard. */
+    assert_int_equal(i8042_send_ctrl_alt_del(&f->kbc), -ENODEV);
+    data_write(f, 0xf4);
+    assert_int_equal(kbd_reply(f), 0xfa);
+    assert_int_equal(i8042_send_ctrl_alt_del(&f->kbc), 0);
+    static const uint8_t set1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+    for (size_t i = 0; i < sizeof(set1); i++)
+        assert_int_equal(kbd_reply(f), set1[i]);
+    assert_false(status(f) & ST_OBF);
+}
+
+struct irq_log {
+    unsigned raises, lowers;
+};
+
+static void log_irq(void *ctx, unsigned gsi, bool level)
+{
+    struct irq_log *log = ctx;
+    assert_int_equal(gsi, I8042_KBD_IRQ);
+    if (level)
+        log->raises++;
+    else
+        log->lowers++;
+}
+
+/* Untranslated set 2, one IRQ 1 edge per byte; none while the interrupt is disabled. */
+static void test_ctrl_alt_del_set2_irq(void **state)
+{
+    struct fixture *f = *state;
+    struct irq_log log = {0};
+    struct irq_line line = {log_irq, &log, I8042_KBD_IRQ};
+    i8042_set_irq(&f->kbc, &line);
+
+    command(f, 0x60);
+    data_write(f, 0x01); /* keyboard interrupt on, translation off */
+    data_write(f, 0xf4);
+    assert_int_equal(log.raises, 1);
+    assert_int_equal(kbd_reply(f), 0xfa);
+    assert_int_equal(i8042_send_ctrl_alt_del(&f->kbc), 0);
+    static const uint8_t set2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0,
+                                   0x71, 0xf0, 0x11, 0xf0, 0x14};
+    for (size_t i = 0; i < sizeof(set2); i++)
+        assert_int_equal(kbd_reply(f), set2[i]);
+    assert_int_equal(log.raises, 1 + sizeof(set2));
+    assert_int_equal(log.lowers, log.raises);
+
+    /* A full buffer refuses rather than drops half a key sequence. */
+    assert_int_equal(i8042_send_ctrl_alt_del(&f->kbc), 0);
+    assert_int_equal(i8042_send_ctrl_alt_del(&f->kbc), -EBUSY);
+
+    /* Interface disabled (0xad): bytes wait; enabled again (0xae): they come. */
+    while (status(f) & ST_OBF)
+        data_read(f);
+    command(f, 0xad);
+    data_write(f, 0xee); /* writing to the keyboard re-enables its interface */
+    assert_int_equal(kbd_reply(f), 0xee);
+    command(f, 0x60);
+    data_write(f, 0x00); /* no interrupt, no translation */
+    unsigned raises = log.raises;
+    data_write(f, 0xee);
+    assert_int_equal(kbd_reply(f), 0xee);
+    assert_int_equal(log.raises, raises);
 }
 
 static void test_stale_data_read(void **state)
@@ -290,7 +399,9 @@ int main(void)
         T(test_output_port),
         T(test_pulse_reset),
         T(test_linux_kbd_reboot),
-        T(test_data_without_command_is_ignored),
+        T(test_data_goes_to_keyboard),
+        T(test_atkbd_probe),
+        T(test_ctrl_alt_del_set2_irq),
         T(test_stale_data_read),
         T(test_every_offset_and_len),
         cmocka_unit_test(test_no_reset_hook),

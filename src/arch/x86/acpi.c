@@ -69,6 +69,7 @@
 
 /* IA-PC boot architecture flags, §5.2.9.3 */
 #define FADT_BOOT_VGA_NOT_PRESENT (1u << 2)
+#define FADT_BOOT_8042 (1u << 1) /* an 8042 keyboard controller is present */
 /* Fixed feature flags, §5.2.9 (Table 5.10) */
 #define FADT_FLAG_RESET_REG_SUP (1u << 10)
 #define FADT_FLAG_HW_REDUCED_ACPI (1u << 20)
@@ -107,6 +108,9 @@
 #define COM1_PORT 0x3f8
 #define COM1_PORT_LEN 8
 #define COM1_IRQ 4
+#define I8042_PORT_DATA 0x60 /* hw/i8042.h, which this file does not depend on */
+#define I8042_PORT_CMD 0x64
+#define I8042_KBD_GSI 1
 #define RTC_PORT 0x70
 #define RTC_PORT_LEN 2
 #define RTC_IRQ 8
@@ -188,12 +192,12 @@ static void acpi_put_gas_io8(uint8_t *p, uint16_t port)
 
 /*
  * Hardware-reduced (§4.1): no PM1 blocks, GPEs, SCI or FACS; sleep and reset go through
- * the registers of struct pm. No 8042 is claimed, so Linux does not probe for a PS/2
- * keyboard (kiln's i8042 only carries the reset line); the CMOS RTC is left present.
+ * the registers of struct pm. The 8042 is claimed, so Linux probes the i8042 and binds its
+ * keyboard driver (for Ctrl+Alt+Del); the CMOS RTC is left present.
  */
 static void acpi_write_fadt(uint8_t *t, uint64_t dsdt_addr, uint16_t pm_base)
 {
-    put_le16(t + FADT_IAPC_BOOT_ARCH, FADT_BOOT_VGA_NOT_PRESENT);
+    put_le16(t + FADT_IAPC_BOOT_ARCH, FADT_BOOT_VGA_NOT_PRESENT | FADT_BOOT_8042);
     put_le32(t + FADT_FLAGS, FADT_FLAG_HW_REDUCED_ACPI | FADT_FLAG_RESET_REG_SUP);
     acpi_put_gas_io8(t + FADT_RESET_REG, (uint16_t)(pm_base + PM_RESET));
     t[FADT_RESET_VALUE] = PM_RESET_VALUE;
@@ -323,6 +327,27 @@ static void dsdt_add_legacy(struct aml *a, const char *name, const char *hid, ui
 }
 
 /*
+ * The i8042's keyboard port (PNP0303: data 0x60, command/status 0x64, IRQ 1). Linux's
+ * i8042 driver takes its ports and interrupt from here; on hardware-reduced ACPI no ISA
+ * interrupt is set up unless a device's resources name it.
+ */
+static void dsdt_add_ps2_keyboard(struct aml *a)
+{
+    size_t dev = aml_device_begin(a, "PS2K");
+    aml_name(a, "_HID");
+    aml_eisaid(a, "PNP0303");
+    aml_name(a, "_UID");
+    aml_integer(a, 0);
+    aml_name(a, "_CRS");
+    size_t crs = aml_restemplate_begin(a);
+    aml_res_io(a, I8042_PORT_DATA, I8042_PORT_DATA, 1, 1);
+    aml_res_io(a, I8042_PORT_CMD, I8042_PORT_CMD, 1, 1);
+    aml_res_irq_noflags(a, I8042_KBD_GSI);
+    aml_restemplate_end(a, crs);
+    aml_end(a, dev);
+}
+
+/*
  * The power button of a hardware-reduced platform (ACPI 6.4 §4.8.2.2.1.2, §5.6.9): a
  * control-method button (PNP0C0C) and a Generic Event Device (ACPI0013) whose interrupt
  * runs _EVT, which notifies the button with 0x80 ("pressed"). Linux's evged driver owns
@@ -369,6 +394,7 @@ static long acpi_write_dsdt(uint8_t *t, size_t cap, const struct acpi_params *pa
     dsdt_add_pci0(&a, params);
     dsdt_add_legacy(&a, "COM1", "PNP0501", COM1_PORT, COM1_PORT_LEN, COM1_IRQ);
     dsdt_add_legacy(&a, "RTC", "PNP0B00", RTC_PORT, RTC_PORT_LEN, RTC_IRQ);
+    dsdt_add_ps2_keyboard(&a);
     dsdt_add_power_button(&a, params->power_button_gsi);
     aml_end(&a, sb);
     if (a.err)

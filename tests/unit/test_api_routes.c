@@ -1,0 +1,227 @@
+/* Request routing and state rules of the API (api/api_routes.c), with fake VM operations. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "api/api.h"
+
+struct fake_vm {
+    int starts, pauses, resumes;
+    int start_result;
+};
+
+static int fake_start(void *opaque, const struct vm_spec *spec, char *err, size_t errlen)
+{
+    struct fake_vm *f = opaque;
+    f->starts++;
+    if (f->start_result)
+        snprintf(err, errlen, "kernel '%s': not a kernel", spec->cfg.kernel_path);
+    return f->start_result;
+}
+
+static int fake_pause(void *opaque, char *err, size_t errlen)
+{
+    ((struct fake_vm *)opaque)->pauses++;
+    return 0;
+}
+
+static int fake_resume(void *opaque, char *err, size_t errlen)
+{
+    ((struct fake_vm *)opaque)->resumes++;
+    return 0;
+}
+
+static int fake_unsupported(void *opaque, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "not supported by this build");
+    return -ENOTSUP;
+}
+
+static const struct api_ops fake_ops = {fake_start, fake_pause, fake_resume, fake_unsupported,
+                                        fake_unsupported};
+
+static struct api api;
+static struct fake_vm fake;
+
+static int setup(void **state)
+{
+    memset(&fake, 0, sizeof(fake));
+    api_init(&api, NULL, &fake_ops, &fake, "test-vm");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    api_destroy(&api);
+    return 0;
+}
+
+/* Sends a request; returns the status and leaves the body in `reply_body` (or ""). */
+static char reply_body[4096];
+
+static unsigned req(const char *method, const char *path, const char *body)
+{
+    struct api_reply reply;
+    unsigned status =
+        api_dispatch(&api, method, path, body, body ? strlen(body) : 0, &reply);
+    snprintf(reply_body, sizeof(reply_body), "%s", reply.body ? reply.body : "");
+    assert_int_equal(status, reply.status);
+    if (status >= 400) /* every error carries a fault message */
+        assert_non_null(strstr(reply_body, "\"fault_message\""));
+    if (status == 204)
+        assert_null(reply.body);
+    api_reply_free(&reply);
+    return status;
+}
+
+static void instance_info(void **state)
+{
+    assert_int_equal(req("GET", "/", NULL), 200);
+    assert_non_null(strstr(reply_body, "\"state\":\"Not started\""));
+    assert_non_null(strstr(reply_body, "\"id\":\"test-vm\""));
+    assert_non_null(strstr(reply_body, "\"app_name\":\"kiln\""));
+    assert_int_equal(req("GET", "/version", NULL), 200);
+    assert_non_null(strstr(reply_body, "firecracker_version"));
+}
+
+static void routing_errors(void **state)
+{
+    assert_int_equal(req("GET", "/nope", NULL), 400);
+    assert_int_equal(req("POST", "/", NULL), 400);
+    assert_int_equal(req("DELETE", "/drives/x", NULL), 400);
+    assert_int_equal(req("PUT", "/drives", "{}"), 400);
+    assert_int_equal(req("PUT", "/drives/", "{}"), 400);
+    assert_int_equal(req("PUT", "/drives/a/b", "{}"), 400);
+    assert_int_equal(req("GET", "/machine-config/", NULL), 400);
+    assert_int_equal(req("PUT", "//boot-source", "{}"), 400);
+    assert_int_equal(req("", "", NULL), 400);
+    /* NULL method/path (a fuzzer may pass them) */
+    struct api_reply reply;
+    assert_int_equal(api_dispatch(&api, NULL, NULL, NULL, 0, &reply), 400);
+    api_reply_free(&reply);
+    /* A body that is not JSON at all, binary included. */
+    assert_int_equal(req("PUT", "/boot-source", "\x01\x02\xff"), 400);
+    assert_int_equal(req("PUT", "/actions", ""), 400);
+}
+
+static void start_and_state_rules(void **state)
+{
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"), 400);
+    assert_non_null(strstr(reply_body, "boot-source"));
+    assert_int_equal(fake.starts, 0);
+    assert_int_equal(req("PATCH", "/vm", "{\"state\": \"Paused\"}"), 400);
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}"), 400);
+
+    assert_int_equal(req("PUT", "/boot-source", "{\"kernel_image_path\": \"/bad\"}"), 204);
+    fake.start_result = -ENOEXEC;
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"), 400);
+    assert_non_null(strstr(reply_body, "kernel '/bad': not a kernel"));
+    assert_int_equal(req("GET", "/", NULL), 200);
+    assert_non_null(strstr(reply_body, "Not started"));
+
+    fake.start_result = 0;
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"), 204);
+    assert_int_equal(fake.starts, 2);
+    assert_int_equal(req("GET", "/", NULL), 200);
+    assert_non_null(strstr(reply_body, "\"Running\""));
+    /* Pre-boot-only endpoints, a second start. */
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"), 400);
+    assert_int_equal(req("PUT", "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 400);
+    assert_non_null(strstr(reply_body, "after starting"));
+    assert_int_equal(req("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"),
+                     400);
+    assert_int_equal(req("PATCH", "/machine-config", "{\"vcpu_count\": 1}"), 400);
+    assert_int_equal(req("PUT", "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/v\"}"), 400);
+    assert_int_equal(req("PUT", "/entropy", "{}"), 400);
+    assert_int_equal(fake.starts, 2);
+    /* The configuration is still readable. */
+    assert_int_equal(req("GET", "/vm/config", NULL), 200);
+    assert_non_null(strstr(reply_body, "\"/bad\""));
+    assert_int_equal(req("GET", "/machine-config", NULL), 200);
+
+    assert_int_equal(req("PATCH", "/vm", "{\"state\": \"Paused\"}"), 204);
+    assert_int_equal(req("GET", "/", NULL), 200);
+    assert_non_null(strstr(reply_body, "\"Paused\""));
+    assert_int_equal(req("PATCH", "/vm", "{\"state\": \"Resumed\"}"), 204);
+    assert_int_equal(fake.pauses, 1);
+    assert_int_equal(fake.resumes, 1);
+    assert_int_equal(req("PATCH", "/vm", "{\"state\": \"Resumed\", \"x\": 1}"), 400);
+    assert_int_equal(req("PATCH", "/vm", "{\"state\": 1}"), 400);
+    assert_int_equal(req("PATCH", "/vm", "{\"state\": \"Running\"}"), 400);
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"PowerButton\"}"), 400);
+    assert_non_null(strstr(reply_body, "not supported by this build"));
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"Reboot\"}"), 400);
+    assert_int_equal(req("PUT", "/actions", "{}"), 400);
+}
+
+static void devices_by_path_id(void **state)
+{
+    assert_int_equal(req("PUT", "/drives/rootfs",
+                         "{\"drive_id\": \"rootfs\", \"path_on_host\": \"/r\", "
+                         "\"is_root_device\": true, \"is_read_only\": false}"),
+                     204);
+    assert_int_equal(req("PUT", "/drives/other",
+                         "{\"drive_id\": \"rootfs\", \"path_on_host\": \"/r\", "
+                         "\"is_root_device\": true}"),
+                     400);
+    assert_int_equal(req("PUT", "/network-interfaces/eth0",
+                         "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}"),
+                     204);
+    assert_int_equal(req("GET", "/vm/config", NULL), 200);
+    assert_non_null(strstr(reply_body, "\"drive_id\":\"rootfs\""));
+    assert_non_null(strstr(reply_body, "\"host_dev_name\":\"tap0\""));
+}
+
+/* Random bytes and mutations of valid requests: only 2xx/4xx replies, never a crash. */
+static void random_requests(void **state)
+{
+    static const char *const methods[] = {"GET", "PUT", "PATCH", "POST", "DELETE"};
+    static const char *const paths[] = {"/",           "/boot-source",        "/machine-config",
+                                        "/drives/a",   "/network-interfaces/b", "/vsock",
+                                        "/entropy",    "/actions",            "/vm",
+                                        "/vm/config",  "/version"};
+    static const char *const seeds[] = {
+        "{\"kernel_image_path\": \"/k\", \"boot_args\": \"a\"}",
+        "{\"vcpu_count\": 2, \"mem_size_mib\": 64}",
+        "{\"drive_id\": \"a\", \"path_on_host\": \"/x\", \"is_root_device\": true}",
+        "{\"iface_id\": \"b\", \"kiln_user_net\": {\"hostfwd\": [\"tcp::1-:2\"]}}",
+        "{\"guest_cid\": 3, \"uds_path\": \"/v\"}",
+        "{\"action_type\": \"InstanceStart\"}",
+        "{\"state\": \"Paused\"}",
+    };
+    unsigned seed = 12345;
+    char body[256];
+    for (int i = 0; i < 20000; i++) {
+        seed = seed * 1103515245 + 12345;
+        const char *src = seeds[(seed >> 8) % 7];
+        size_t len = strlen(src);
+        memcpy(body, src, len);
+        for (int m = 0; m < 1 + (int)((seed >> 4) % 4); m++) {
+            seed = seed * 1103515245 + 12345;
+            body[(seed >> 8) % len] = (char)(seed >> 16);
+        }
+        struct api_reply reply;
+        unsigned st = api_dispatch(&api, methods[(seed >> 3) % 5], paths[(seed >> 12) % 11], body,
+                                   len, &reply);
+        assert_true((st >= 200 && st < 300) || (st >= 400 && st < 500));
+        api_reply_free(&reply);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(instance_info, setup, teardown),
+        cmocka_unit_test_setup_teardown(routing_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(start_and_state_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(devices_by_path_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(random_requests, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
