@@ -21,6 +21,8 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_set_verbosity(int level); /* 0 quiet, 1 normal, 2 verbose, 3 debug */
+/* Whether log_debug prints: lets hot paths skip building a message nobody sees. */
+bool log_debug_enabled(void);
 
 /*
  * Rate limiting for guest-triggered messages: a hostile guest must not be able to flood
