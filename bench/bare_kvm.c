@@ -95,18 +95,30 @@ static int setup_vcpu(struct bare_vm *b)
     struct kvm_sregs sregs;
     if (ioctl(b->vcpu, KVM_GET_SREGS, &sregs) < 0)
         return fail("KVM_GET_SREGS");
-    struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 11,
-                               .present = 1, .s = 1, .l = 1, .g = 1};
-    struct kvm_segment data = {.base = 0, .limit = 0xffffffff, .selector = 0x18, .type = 3,
-                               .present = 1, .s = 1, .db = 1, .g = 1};
+    struct kvm_segment code = {.base = 0,
+                               .limit = 0xffffffff,
+                               .selector = 0x10,
+                               .type = 11,
+                               .present = 1,
+                               .s = 1,
+                               .l = 1,
+                               .g = 1};
+    struct kvm_segment data = {.base = 0,
+                               .limit = 0xffffffff,
+                               .selector = 0x18,
+                               .type = 3,
+                               .present = 1,
+                               .s = 1,
+                               .db = 1,
+                               .g = 1};
     sregs.cs = code;
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
     sregs.gdt.base = GDT_ADDR;
     sregs.gdt.limit = 4 * 8 - 1;
     sregs.cr0 = 0x80050033; /* PE MP ET NE WP PG */
     sregs.cr3 = PML4_ADDR;
-    sregs.cr4 = 0x20;    /* PAE */
-    sregs.efer = 0x500;  /* LME LMA */
+    sregs.cr4 = 0x20;   /* PAE */
+    sregs.efer = 0x500; /* LME LMA */
     if (ioctl(b->vcpu, KVM_SET_SREGS, &sregs) < 0)
         return fail("KVM_SET_SREGS");
 
@@ -129,9 +141,10 @@ static int setup(struct bare_vm *b, const char *image, size_t mib)
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (b->ram == MAP_FAILED)
         return fail("guest memory");
-    struct kvm_userspace_memory_region region = {
-        .slot = 0, .guest_phys_addr = 0, .memory_size = b->ram_size,
-        .userspace_addr = (uintptr_t)b->ram};
+    struct kvm_userspace_memory_region region = {.slot = 0,
+                                                 .guest_phys_addr = 0,
+                                                 .memory_size = b->ram_size,
+                                                 .userspace_addr = (uintptr_t)b->ram};
     if (ioctl(b->vm, KVM_SET_USER_MEMORY_REGION, &region) < 0)
         return fail("KVM_SET_USER_MEMORY_REGION");
     if (load_image(b, image) < 0)

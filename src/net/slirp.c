@@ -586,7 +586,7 @@ static int slirp_add_forwards(struct slirp_net *s, const struct net_config *cfg)
         const struct net_hostfwd *f = &cfg->hostfwd[i];
         errno = 0;
         if (s->lib.add_hostfwd(s->slirp, f->udp, ipv4(f->host_addr), f->host_port,
-                              ipv4(0) /* slirp's DHCP address */, f->guest_port) == 0)
+                               ipv4(0) /* slirp's DHCP address */, f->guest_port) == 0)
             continue;
         int err = errno ? errno : EADDRINUSE;
         if (err == EADDRINUSE)

@@ -19,7 +19,7 @@ static void *slirp_lib_symbol(void *handle, const char *name)
 }
 
 /* Assigns one entry point; a function pointer from dlsym's void * is what POSIX promises. */
-#define SLIRP_LIB_RESOLVE(lib, field, name)                                                    \
+#define SLIRP_LIB_RESOLVE(lib, field, name)                                                        \
     ((lib)->field = (__typeof__((lib)->field))slirp_lib_symbol((lib)->handle, name))
 
 int slirp_lib_load(struct slirp_lib *lib)
