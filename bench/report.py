@@ -55,6 +55,29 @@ class Results:
         res.notes = data["notes"]
         return res, data["conditions"], data["only"]
 
+    @staticmethod
+    def merge(paths):
+        """One report from several runs: their figures side by side, and each condition that
+        differs between runs listed per run."""
+        res, conds, only = Results(), [], []
+        for path in paths:
+            r, cond, run_only = Results.load(path)
+            for (b, m, u), cfgs in r.samples.items():
+                for cfg, vals in cfgs.items():
+                    for v in vals:
+                        res.add(b, m, u, cfg, v, (b, m, u) in r.higher)
+            for b, notes in r.notes.items():
+                res.notes.setdefault(b, []).extend(notes)
+            conds.append(cond)
+            only += [b for b in run_only if b not in only]
+        merged = {}
+        for key in conds[0]:
+            values = [c.get(key, "n/a") for c in conds]
+            merged[key] = values[0] if len(set(values)) == 1 else \
+                "; ".join(f"run {i + 1}: {v}" for i, v in enumerate(values))
+        merged["benchmarks"] = ", ".join(only)
+        return res, merged, only
+
     def note(self, bench, text):
         self.notes.setdefault(bench, []).append(text)
 

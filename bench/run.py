@@ -419,11 +419,12 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--charts", default=os.path.join(ROOT, "docs", "bench"))
     ap.add_argument("--log-dir", default="/tmp/kiln-bench")
-    ap.add_argument("--from-json", metavar="FILE",
-                    help="measure nothing: rewrite the report from a run's results.json")
+    ap.add_argument("--from-json", metavar="FILE", nargs="+",
+                    help="measure nothing: write the report from results.json files (of runs "
+                         "of different benchmarks, e.g. a --quick run and an --only linux run)")
     a = ap.parse_args()
     if a.from_json:
-        res, cond, only = report.Results.load(a.from_json)
+        res, cond, only = report.Results.merge(a.from_json)
         report.write(res, cond, only, a.out, a.charts)
         print(f"wrote {a.out} and charts in {a.charts}")
         return
