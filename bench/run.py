@@ -313,12 +313,17 @@ def progress(what, rep, reps):
 
 # ---- the stock-KVM host benchmarks (scripts of their own; parsed from their output) ----
 
-def run_script(argv, log_path):
+def run_script(argv, log_path, env=None):
+    """Runs a benchmark script, its output going to log_path as it comes; returns the output."""
     print(f"  running {' '.join(argv)} (log {log_path})", flush=True)
-    with open(log_path, "w") as log:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        log.write(proc.stdout)
-    return proc.stdout
+    out = []
+    with open(log_path, "w") as log, subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            out.append(line)
+    return "".join(out)
 
 
 def bench_linux(build, reps, res, log_dir):
@@ -356,21 +361,17 @@ def bench_blk(build, reps, res, log_dir):
 
 def bench_net(build, reps, res, log_dir):
     env = dict(os.environ, KILN_NET_PERF="1", KILN_NET_BENCH_REPS=str(reps))
-    argv = [sys.executable, os.path.join(ROOT, "tests", "linux", "test_net.py"), "--kiln",
-            os.path.join(build, "src", "kiln")]
-    print(f"  running {' '.join(argv)} with KILN_NET_PERF=1", flush=True)
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=env)
-    with open(os.path.join(log_dir, "net.log"), "w") as log:
-        log.write(proc.stdout)
+    out = run_script([sys.executable, os.path.join(ROOT, "tests", "linux", "test_net.py"),
+                      "--kiln", os.path.join(build, "src", "kiln")],
+                     os.path.join(log_dir, "net.log"), env=env)
     pat = re.compile(r"^PERF: (kiln|qemu) (tap|user) (\S+): \S+ \(runs: ([^)]*)\)", re.M)
-    for m in pat.finditer(proc.stdout):
+    for m in pat.finditer(out):
         name = "kiln" if m.group(1) == "kiln" else "QEMU q35"
         for v in m.group(4).split():
             if v != "n/a":
                 res.add("net", f"TCP {m.group(2)} {m.group(3)}", "MB/s", name, float(v),
                         higher=True)
-    if not pat.search(proc.stdout):
+    if not pat.search(out):
         res.note("net", "tests/linux/test_net.py produced no PERF figures: see its log")
 
 
