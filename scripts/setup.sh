@@ -12,10 +12,11 @@ cd "$(dirname "$0")/.."
 # and iproute2 (disk and network tests). Guests: busybox-static, kernel packages unpacked
 # with dpkg-deb, lz4 (cloud kernel payload), kmod (module dependencies). Stock-KVM host: QEMU.
 # Lifecycle CLI: jansson (JSON), libcurl (its API client; loaded only by the CLI commands).
+# Benchmarks (bench/run.py): QEMU as the peer, gnuplot for the charts.
 PACKAGES=(gcc libc6-dev make meson ninja-build pkg-config liburing-dev libslirp-dev
           libglib2.0-dev libmicrohttpd-dev libjansson-dev libcmocka-dev acpica-tools binutils
           python3 busybox-static lz4 xz-utils cpio kmod qemu-system-x86 util-linux e2fsprogs
-          iproute2 libcurl4-openssl-dev)
+          iproute2 libcurl4-openssl-dev gnuplot-nox)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -21,6 +21,11 @@ void log_set_verbosity(int level)
     verbosity = level;
 }
 
+bool log_debug_enabled(void)
+{
+    return verbosity >= 3;
+}
+
 /*
  * The terminal may be in raw mode while a guest runs, so every message ends in "\r\n":
  * a bare "\n" would leave the cursor mid-line.

@@ -27,6 +27,8 @@ void log_set_verbosity(int level); /* 0 quiet, 1 normal, 2 verbose, 3 debug */
  */
 void log_capture_begin(char *buf, size_t len);
 void log_capture_end(void);
+/* Whether log_debug prints: lets hot paths skip building a message nobody sees. */
+bool log_debug_enabled(void);
 
 /*
  * Rate limiting for guest-triggered messages: a hostile guest must not be able to flood

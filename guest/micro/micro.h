@@ -53,6 +53,9 @@
 #define ACPI_RESET_REG 0x604
 #define ACPI_RESET_VALUE 0x01
 
+/* QEMU's isa-debug-exit device, where the benchmarks put it: a write ends QEMU. */
+#define QEMU_DEBUG_EXIT 0xf4
+
 /* i8042 keyboard controller. */
 #define KBD_DATA 0x60
 #define KBD_STATUS 0x64 /* read */

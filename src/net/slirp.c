@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "net/offload.h"
+#include "net/slirp_lib.h"
 #include "util.h"
 #include "virtio/virtqueue.h"
 #include "vmm/event_loop.h"
@@ -80,6 +81,7 @@ struct slirp_timer {
 
 struct slirp_net {
     struct netdev be;
+    struct slirp_lib lib;
     Slirp *slirp;
     struct event_loop *loop;
     int epfd;
@@ -358,7 +360,7 @@ static void slirp_sync(struct slirp_net *s)
 {
     uint32_t timeout = UINT32_MAX;
     s->npolls = 0;
-    slirp_pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
+    s->lib.pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
     s->dirty = false;
     if (slirp_grow_regs(s, s->npolls) < 0) {
         log_warn("--net user: out of memory watching sockets");
@@ -393,7 +395,7 @@ static void slirp_run_timers(struct slirp_net *s)
         for (struct slirp_timer *t = s->timers; t; t = t->next) {
             if (t->expire_ms >= 0 && t->expire_ms <= now) {
                 t->expire_ms = -1;
-                slirp_handle_timer(s->slirp, t->id, t->cb_opaque);
+                s->lib.handle_timer(s->slirp, t->id, t->cb_opaque);
                 fired = true;
                 break;
             }
@@ -415,7 +417,7 @@ static void slirp_on_event(void *opaque, uint32_t events)
         if (r >= 0 && (unsigned)s->regs[r].idx < s->npolls)
             s->polls[s->regs[r].idx].revents = from_epoll(ev[i].events);
     }
-    slirp_pollfds_poll(s->slirp, n < 0 && errno != EINTR, slirp_get_revents, s);
+    s->lib.pollfds_poll(s->slirp, n < 0 && errno != EINTR, slirp_get_revents, s);
     slirp_run_timers(s);
     slirp_sync(s);
     if (s->head)
@@ -428,7 +430,7 @@ static void slirp_on_event(void *opaque, uint32_t events)
 static void slirp_input_frame(void *opaque, const uint8_t *frame, size_t len)
 {
     struct slirp_net *s = opaque;
-    slirp_input(s->slirp, frame, (int)len);
+    s->lib.input(s->slirp, frame, (int)len);
 }
 
 static void slirp_drop(struct slirp_net *s, const char *why)
@@ -525,7 +527,7 @@ static void slirp_destroy(struct netdev *be)
 {
     struct slirp_net *s = (struct slirp_net *)be;
     if (s->slirp)
-        slirp_cleanup(s->slirp);
+        s->lib.cleanup(s->slirp);
     while (s->head)
         slirp_rx_consume(be);
     while (s->timers) {
@@ -540,6 +542,7 @@ static void slirp_destroy(struct netdev *be)
     free(s->polls);
     free(s->regs);
     free(s->want);
+    slirp_lib_unload(&s->lib);
     free(s);
 }
 
@@ -573,7 +576,7 @@ static int slirp_start(struct slirp_net *s)
     cfg.vnameserver = ipv4(0x0a000203); /* 10.0.2.3 */
     cfg.in6_enabled = false;
     cfg.if_mtu = cfg.if_mru = SLIRP_MTU;
-    s->slirp = slirp_new(&cfg, &slirp_callbacks, s);
+    s->slirp = s->lib.new_instance(&cfg, &slirp_callbacks, s);
     return s->slirp ? 0 : -ENOMEM;
 }
 
@@ -582,8 +585,8 @@ static int slirp_add_forwards(struct slirp_net *s, const struct net_config *cfg)
     for (unsigned i = 0; i < cfg->nhostfwd; i++) {
         const struct net_hostfwd *f = &cfg->hostfwd[i];
         errno = 0;
-        if (slirp_add_hostfwd(s->slirp, f->udp, ipv4(f->host_addr), f->host_port,
-                              ipv4(0) /* slirp's DHCP address */, f->guest_port) == 0)
+        if (s->lib.add_hostfwd(s->slirp, f->udp, ipv4(f->host_addr), f->host_port,
+                               ipv4(0) /* slirp's DHCP address */, f->guest_port) == 0)
             continue;
         int err = errno ? errno : EADDRINUSE;
         if (err == EADDRINUSE)
@@ -618,9 +621,12 @@ int net_slirp_open(struct netdev **out, const struct net_config *cfg, struct eve
     s->epfd = s->timerfd = -1;
     s->armed_ms = -1;
     s->log = (struct ratelimit)RATELIMIT_INIT(10, 5);
-    int ret = slirp_start(s);
-    if (ret < 0)
-        log_error("--net user: cannot start libslirp");
+    int ret = slirp_lib_load(&s->lib);
+    if (ret == 0) {
+        ret = slirp_start(s);
+        if (ret < 0)
+            log_error("--net user: cannot start libslirp");
+    }
     if (ret == 0)
         ret = slirp_add_forwards(s, cfg);
     if (ret == 0) {

@@ -150,7 +150,9 @@ bool vm_is_paused(struct vm *vm)
 static void vm_log_unhandled(struct vm *vm, const char *bus, uint64_t addr, uint32_t len,
                              bool is_write)
 {
-    if (ratelimit_allow(&vm->unhandled_log))
+    /* Checked first: without -vv the rate limiter would only count, then warn about
+     * suppressing messages that were never going to print, and cost every exit a clock read. */
+    if (log_debug_enabled() && ratelimit_allow(&vm->unhandled_log))
         log_debug("guest %s of %u bytes at unclaimed %s address 0x%llx (ignored)",
                   is_write ? "write" : "read", len, bus, (unsigned long long)addr);
 }

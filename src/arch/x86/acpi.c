@@ -424,10 +424,13 @@ long acpi_build(void *buf, size_t size, uint64_t gpa, const struct acpi_params *
     size_t fadt = acpi_align(xsdt + acpi_xsdt_size());
     size_t madt = acpi_align(fadt + FADT_SIZE);
     size_t dsdt = acpi_align(madt + acpi_madt_size(params->ncpus));
-    if (size < dsdt)
+    if (size < dsdt + SDT_HEADER_SIZE)
         return -ENOSPC;
-    /* The area may hold anything; reserved fields and padding must read as 0. */
-    memset(base, 0, size);
+    /* The area may hold anything; reserved fields and padding must read as 0. Only what the
+     * tables occupy is cleared (the AML after the DSDT header is written byte by byte):
+     * clearing the whole area would fault in 128 KiB of fresh guest RAM, a third of a
+     * micro-guest VM's resident memory. */
+    memset(base, 0, dsdt + SDT_HEADER_SIZE);
     long dsdt_len = acpi_write_dsdt(base + dsdt, size - dsdt, params);
     if (dsdt_len < 0)
         return dsdt_len;
