@@ -12,12 +12,26 @@
 
 #include "api/api.h"
 #include "api/fc_config.h"
+#include "dynlib.h"
 #include "util.h"
 
 #define API_MAX_CONNECTIONS 32
 #define API_CONNECTION_TIMEOUT_S 30
 
+/* libmicrohttpd's entry points: loaded only with --api-sock (linked, it and gnutls behind it
+ * would add ~3 MiB of resident memory to every VM). */
+#define MHD_SONAME "libmicrohttpd.so.12"
+struct mhd_fns {
+    __typeof__(&MHD_start_daemon) start_daemon;
+    __typeof__(&MHD_stop_daemon) stop_daemon;
+    __typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+    __typeof__(&MHD_add_response_header) add_response_header;
+    __typeof__(&MHD_queue_response) queue_response;
+    __typeof__(&MHD_destroy_response) destroy_response;
+};
+
 struct api_server {
+    struct mhd_fns mhd;
     struct MHD_Daemon *daemon;
     struct api *api;
     int fd;
@@ -31,17 +45,36 @@ struct request_body {
     bool too_large;
 };
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, unsigned status, const char *body)
+static int mhd_load(struct mhd_fns *fn)
+{
+    const struct dynlib_symbol syms[] = {
+        {"MHD_start_daemon", (void **)&fn->start_daemon},
+        {"MHD_stop_daemon", (void **)&fn->stop_daemon},
+        {"MHD_create_response_from_buffer", (void **)&fn->create_response_from_buffer},
+        {"MHD_add_response_header", (void **)&fn->add_response_header},
+        {"MHD_queue_response", (void **)&fn->queue_response},
+        {"MHD_destroy_response", (void **)&fn->destroy_response},
+    };
+    char err[256];
+    if (!dynlib_load(MHD_SONAME, syms, ARRAY_SIZE(syms), err, sizeof(err))) {
+        log_error("--api-sock needs libmicrohttpd (Debian package libmicrohttpd12): %s", err);
+        return -ENOENT;
+    }
+    return 0;
+}
+
+static enum MHD_Result send_reply(const struct mhd_fns *mhd, struct MHD_Connection *conn,
+                                  unsigned status, const char *body)
 {
     size_t len = body ? strlen(body) : 0;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = mhd->create_response_from_buffer(
+        len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
     if (body)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
+        mhd->add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ret = mhd->queue_response(conn, status, resp);
+    mhd->destroy_response(resp);
     return ret;
 }
 
@@ -71,12 +104,12 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (rb->too_large)
-        return send_reply(conn, 400,
+        return send_reply(&server->mhd, conn, 400,
                           "{\"fault_message\":\"request body is larger than the limit of 51200 "
                           "bytes\"}");
     struct api_reply reply;
     api_dispatch(server->api, method, url, rb->data, rb->len, &reply);
-    enum MHD_Result ret = send_reply(conn, reply.status, reply.body);
+    enum MHD_Result ret = send_reply(&server->mhd, conn, reply.status, reply.body);
     api_reply_free(&reply);
     (void)version;
     return ret;
@@ -149,14 +182,19 @@ int api_server_start(struct api_server **out, struct api *api, const char *path)
     if (!server)
         return -ENOMEM;
     server->api = api;
-    int ret = bind_socket(path, &server->fd);
+    int ret = mhd_load(&server->mhd);
+    if (ret < 0) {
+        free(server);
+        return ret;
+    }
+    ret = bind_socket(path, &server->fd);
     if (ret < 0) {
         free(server);
         return ret;
     }
     snprintf(server->path, sizeof(server->path), "%s", path);
     /* One internal thread serves every connection, so requests run one at a time. */
-    server->daemon = MHD_start_daemon(
+    server->daemon = server->mhd.start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, api_access, server,
         MHD_OPTION_LISTEN_SOCKET, server->fd, MHD_OPTION_NOTIFY_COMPLETED, api_completed, server,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
@@ -176,7 +214,7 @@ void api_server_stop(struct api_server *server)
 {
     if (!server)
         return;
-    MHD_stop_daemon(server->daemon); /* closes the listening socket too */
+    server->mhd.stop_daemon(server->daemon); /* closes the listening socket too */
     unlink(server->path);
     free(server);
 }

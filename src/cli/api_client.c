@@ -10,6 +10,8 @@
 
 #include <curl/curl.h>
 
+#include "dynlib.h"
+
 /* Replies larger than this are refused: a VM's API has no reason to send megabytes. */
 #define API_REPLY_MAX (1 << 20)
 
@@ -52,16 +54,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int load_curl(struct api_client *api, char *err, size_t errlen)
 {
-    /* NODELETE: `kiln ls` opens a client per VM; libcurl and its ~30 libraries load once. */
-    api->lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-    if (!api->lib) {
-        set_err(err, errlen, "cannot load libcurl (Debian package libcurl4): %s", dlerror());
-        return -ENOENT;
-    }
-    struct {
-        const char *name;
-        void **slot;
-    } syms[] = {
+    const struct dynlib_symbol syms[] = {
         {"curl_easy_init", (void **)&api->fn.easy_init},
         {"curl_easy_setopt", (void **)&api->fn.easy_setopt},
         {"curl_easy_perform", (void **)&api->fn.easy_perform},
@@ -71,12 +64,12 @@ static int load_curl(struct api_client *api, char *err, size_t errlen)
         {"curl_slist_append", (void **)&api->fn.slist_append},
         {"curl_slist_free_all", (void **)&api->fn.slist_free_all},
     };
-    for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
-        *syms[i].slot = dlsym(api->lib, syms[i].name);
-        if (!*syms[i].slot) {
-            set_err(err, errlen, "libcurl lacks %s", syms[i].name);
-            return -ENOENT;
-        }
+    char why[256];
+    /* `kiln ls` opens a client per VM; libcurl and its ~30 libraries load once. */
+    api->lib = dynlib_load("libcurl.so.4", syms, sizeof(syms) / sizeof(syms[0]), why, sizeof(why));
+    if (!api->lib) {
+        set_err(err, errlen, "cannot load libcurl (Debian package libcurl4): %s", why);
+        return -ENOENT;
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "dynlib.h"
 #include "net/slirp_lib.h"
 
 /* Whether a file whose name contains `needle` is mapped into this process. */
@@ -53,9 +54,33 @@ static void slirp_loads_twice(void **state)
     slirp_lib_unload(&b);
 }
 
+/* Neither the API's HTTP server (and gnutls behind it) nor the CLI's libcurl is linked. */
+static void feature_libraries_are_not_linked(void **state)
+{
+    assert_false(mapped("libmicrohttpd.so"));
+    assert_false(mapped("libgnutls.so"));
+    assert_false(mapped("libcurl.so"));
+}
+
+static void dynlib_reports_what_is_missing(void **state)
+{
+    char err[256];
+    void *fn = NULL;
+    const struct dynlib_symbol good[] = {{"MHD_start_daemon", &fn}};
+    assert_null(dynlib_load("libkiln-no-such-library.so.1", good, 1, err, sizeof(err)));
+    assert_non_null(strstr(err, "libkiln-no-such-library.so.1"));
+    const struct dynlib_symbol bad[] = {{"MHD_start_daemon", &fn}, {"kiln_no_such_symbol", &fn}};
+    assert_null(dynlib_load("libmicrohttpd.so.12", bad, 2, err, sizeof(err)));
+    assert_string_equal(err, "libmicrohttpd.so.12 has no symbol kiln_no_such_symbol");
+    assert_non_null(dynlib_load("libmicrohttpd.so.12", good, 1, err, sizeof(err)));
+    assert_non_null(fn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(feature_libraries_are_not_linked),
+        cmocka_unit_test(dynlib_reports_what_is_missing),
         cmocka_unit_test(slirp_is_loaded_on_demand),
         cmocka_unit_test(slirp_loads_twice),
     };
