@@ -3,6 +3,7 @@
 # configure the build directories. Safe to re-run.
 #   build/       the normal build (-O2 -g)
 #   build-asan/  the same with AddressSanitizer + UndefinedBehaviorSanitizer
+#   build-fuzz/  clang, libFuzzer harnesses only (tests/fuzz/), ASan + UBSan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +11,9 @@ cd "$(dirname "$0")/.."
 # and glib (user-mode networking). Tests: cmocka, iasl/acpiexec (ACPI checks), e2fsprogs
 # and iproute2 (disk and network tests). Guests: busybox-static, kernel packages unpacked
 # with dpkg-deb, lz4 (cloud kernel payload), kmod (module dependencies). Stock-KVM host: QEMU.
+# Hardening: libseccomp (per-thread syscall filters), clang and its runtime (libFuzzer).
 PACKAGES=(gcc libc6-dev make meson ninja-build pkg-config liburing-dev libslirp-dev
-          libglib2.0-dev libcmocka-dev acpica-tools binutils python3 busybox-static lz4 xz-utils
+          libglib2.0-dev libseccomp-dev clang libclang-rt-14-dev libcmocka-dev acpica-tools binutils python3 busybox-static lz4 xz-utils
           cpio kmod qemu-system-x86 util-linux e2fsprogs iproute2)
 
 missing=()
@@ -28,3 +30,6 @@ fi
 [[ -f build/build.ninja ]] || meson setup build
 [[ -f build-asan/build.ninja ]] ||
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+[[ -f build-fuzz/build.ninja ]] ||
+    CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false \
+        -Db_sanitize=address,undefined -Db_lundef=false
