@@ -49,7 +49,8 @@ int read_file(const char *path, uint8_t **data, size_t *size, size_t max_size);
 
 uint64_t monotonic_ns(void);
 
-/* This process's peak resident set (VmHWM) in KiB, or 0 if unknown. */
-uint64_t peak_rss_kib(void);
+/* The peak resident set size in KiB (0 if unknown), read from an fd of peak_rss_open(). */
+int peak_rss_open(void);
+uint64_t peak_rss_kib(int status_fd);
 
 #endif

@@ -4,11 +4,14 @@
  * list and bump the eventfd. Used where io_uring is unavailable, or on request.
  */
 #include "block/aio.h"
+#include "util.h"
+#include "vmm/seccomp.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -56,9 +59,25 @@ static struct aio_req *list_pop(struct aio_list *l)
     return req;
 }
 
+/*
+ * Workers exist before kiln installs its filters; the main thread's (TSYNC) reaches them
+ * too, and the first request after that makes each worker add its own, narrower one.
+ */
+static void threads_worker_confine(bool *confined)
+{
+    if (*confined || !seccomp_thread_filtered())
+        return;
+    *confined = true;
+    int ret = seccomp_install(SECCOMP_THREAD_WORKER);
+    if (ret < 0)
+        log_error("disk worker: its seccomp filter: %s (the VMM's still applies)", strerror(-ret));
+    seccomp_test_trigger(SECCOMP_THREAD_WORKER);
+}
+
 static void *threads_worker(void *opaque)
 {
     struct aio_threads *t = opaque;
+    bool confined = false;
     pthread_mutex_lock(&t->lock);
     for (;;) {
         while (!t->stop && !t->queue.head)
@@ -67,6 +86,7 @@ static void *threads_worker(void *opaque)
         if (!req)
             break; /* stopping, and nothing left to do */
         pthread_mutex_unlock(&t->lock);
+        threads_worker_confine(&confined);
         req->result = aio_run_sync(t->base.fd, req);
         pthread_mutex_lock(&t->lock);
         list_append(&t->done, req);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
+#include <unistd.h>
 
 #include "arch/x86/boot.h"
 #include "arch/x86/bzimage.h"
@@ -160,6 +161,7 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img)
         status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
     } else {
         enum vm_stop_reason reason = VM_STOP_NONE;
+        int status_fd = peak_rss_open();
         ret = vm_run(vm, &reason);
         if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG)
             status = KILN_EXIT_BAD_IMAGE;
@@ -171,7 +173,9 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img)
                     "accesses; peak RSS %llu KiB",
                     (double)(monotonic_ns() - vm->start_ns) / 1e9, vm->boots,
                     (unsigned long long)vm->unhandled_pio, (unsigned long long)vm->unhandled_mmio,
-                    (unsigned long long)peak_rss_kib());
+                    (unsigned long long)peak_rss_kib(status_fd));
+        if (status_fd >= 0)
+            close(status_fd);
     }
     vm_destroy(vm);
     free(vm);

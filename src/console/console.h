@@ -41,6 +41,9 @@ void console_close(struct console *con);
 /* Puts the terminal in raw mode (if it is one) and arranges for it to be restored. */
 void console_enter_raw(struct console *con);
 void console_restore(struct console *con);
+/* From a handler of a fatal signal: puts the terminal back if kiln made it raw.
+ * Async-signal-safe. */
+void console_crash_restore(void);
 
 /* serial8250 output callback: guest bytes to the terminal and the log. */
 void console_output(void *opaque, const uint8_t *buf, size_t len);

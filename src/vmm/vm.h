@@ -69,6 +69,7 @@ struct vm {
     int stop_eventfd; /* written when a stop is requested, wakes the main loop */
     _Atomic int stop_reason;
     unsigned boots; /* how many times the guest was started (resets included) */
+    bool confined;  /* the seccomp filters are on (they stay on across resets) */
 
     uint64_t unhandled_pio;
     uint64_t unhandled_mmio;

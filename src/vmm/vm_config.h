@@ -85,6 +85,7 @@ struct vm_config {
     unsigned nnets;
     struct vsock_config vsock;
     enum console_kind console;
+    bool seccomp; /* per-thread system call filters (vmm/seccomp.c); on unless --seccomp=off */
 };
 
 #endif

@@ -654,8 +654,36 @@ def kvm_blocked_test(how):
     return t
 
 
+# ---- seccomp (src/vmm/seccomp.c): a forbidden call stops kiln and is named ----
+
+SECCOMP_FORBIDDEN = {"vmm": "execve", "vcpu": "socket"}  # what KILN_SECCOMP_TRIGGER makes
+
+
+def t_seccomp(a, c):
+    """--kind vmm|vcpu: that thread makes a forbidden call (test builds honour
+    KILN_SECCOMP_TRIGGER); kiln must stop with status 1 and name the call and the thread.
+    --kind off: the same trigger under --seccomp=off is harmless and the guest runs."""
+    need_kvm()
+    kind = "vcpu" if a.kind == "off" else a.kind
+    env = dict(os.environ, KILN_SECCOMP_TRIGGER=kind)
+    extra = ["--seccomp=off"] if a.kind == "off" else []
+    res = run_kiln(a.kiln, raw(a.guest, *extra), timeout=20, env=env)
+    print(res.describe())
+    if a.kind == "off":
+        c.rc(res, OK)
+        c.line(res, "kiln-micro: ready")
+        c.check("seccomp:" not in res.err, "no seccomp report with --seccomp=off")
+        return
+    c.rc(res, VM_FAILED)
+    want = (f"kiln: seccomp: forbidden system call {SECCOMP_FORBIDDEN[kind]} (")
+    c.check(any(l.startswith(want) and l.endswith(f"in a {kind} thread; stopping")
+                for l in res.err.splitlines()),
+            f"stderr names {SECCOMP_FORBIDDEN[kind]} in a {kind} thread")
+
+
 TESTS = {
     "hello": t_hello,
+    "seccomp": t_seccomp,
     "entry": t_entry,
     "io": t_io,
     "pci": t_pci,
@@ -699,6 +727,8 @@ def main():
     p.add_argument("--seed", type=int, default=0, help="virtio-hostile: PRNG seed (0: default)")
     p.add_argument("--reboot", action="store_true",
                    help="virtio-hostile: then reset the VM with the device live")
+    p.add_argument("--kind", default="vcpu", choices=["vmm", "vcpu", "off"],
+                   help="seccomp: which thread breaks its filter (off: --seccomp=off)")
     p.add_argument("test", choices=sorted(TESTS))
     a = p.parse_args()
     a.kiln = os.path.abspath(a.kiln)
