@@ -188,9 +188,11 @@ int aio_threads_create(struct aio_engine **out, int fd, unsigned depth)
     list_init(&t->done);
     int ret = t->base.event_fd < 0 ? -errno : 0;
     unsigned want = depth < THREADS_MAX_WORKERS ? (depth ? depth : 1) : THREADS_MAX_WORKERS;
-    /* Workers only run the I/O: they must not take signals meant for the main thread. */
+    /* Workers only run the I/O: they must not take signals meant for the main thread. SIGSYS
+     * stays open: a blocked one would kill kiln without seccomp's report. */
     sigset_t all, old;
     sigfillset(&all);
+    sigdelset(&all, SIGSYS);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     while (ret == 0 && t->nworkers < want) {
         ret = -pthread_create(&t->workers[t->nworkers], NULL, threads_worker, t);

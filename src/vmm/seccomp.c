@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/if_tun.h>
+#include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -357,6 +358,12 @@ int seccomp_install(enum seccomp_thread_kind kind)
     int ret = 0;
     if (kind == SECCOMP_THREAD_VMM)
         ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    /* A blocked SIGSYS would kill kiln without the report: the kernel then resets the
+     * handler. Threads that block everything else (I/O workers) must leave this one. */
+    sigset_t sys;
+    sigemptyset(&sys);
+    sigaddset(&sys, SIGSYS);
+    pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
     /* Set first: the handler must know the kind from the very first trapped call. */
     int old_kind = thread_kind;
     thread_kind = kind;
