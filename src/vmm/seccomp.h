@@ -42,6 +42,10 @@ unsigned seccomp_allowed_count(enum seccomp_thread_kind kind);
 
 const char *seccomp_thread_kind_name(enum seccomp_thread_kind kind);
 
+/* True in ASan/UBSan builds, whose filters also allow what the sanitizer runtime needs
+ * (opening /proc files, ptrace, clone for LeakSanitizer); see docs/seccomp.md. */
+bool seccomp_relaxed_for_sanitizers(void);
+
 /*
  * Test builds only (KILN_SECCOMP_TEST defined): if the environment variable
  * KILN_SECCOMP_TRIGGER names this thread kind ("vmm", "vcpu", "worker"), make a system
