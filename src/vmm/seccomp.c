@@ -158,6 +158,12 @@ static bool sanitizer_allows(int nr)
     return false;
 }
 
+/* Argument `n` compared with `op` (libseccomp's SCMP_An macros leave datum_b out). */
+static struct scmp_arg_cmp arg_is(unsigned n, enum scmp_compare op, scmp_datum_t a, scmp_datum_t b)
+{
+    return (struct scmp_arg_cmp){.arg = n, .op = op, .datum_a = a, .datum_b = b};
+}
+
 /* One allow rule, with argument checks (n of them) unless the call is allowed outright. */
 static int allow(scmp_filter_ctx ctx, int nr, unsigned n, struct scmp_arg_cmp cmp)
 {
@@ -192,21 +198,21 @@ static int rule_ioctls(scmp_filter_ctx ctx, const struct kind_table *t)
     for (unsigned i = 0; i < t->nioctls && ret == 0; i++)
         /* The kernel reads the request as 32 bits: compare those. */
         ret = allow(ctx, SCMP_SYS(ioctl), 1,
-                    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, t->ioctls[i]));
+                    arg_is(1, SCMP_CMP_MASKED_EQ, 0xffffffffUL, t->ioctls[i]));
     return ret;
 }
 
 /* No new executable memory: guest-influenced data must never become code. */
 static int rule_memory(scmp_filter_ctx ctx)
 {
-    return allow(ctx, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))
-               ?: allow(ctx, SCMP_SYS(mprotect), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    return allow(ctx, SCMP_SYS(mmap), 1, arg_is(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))
+               ?: allow(ctx, SCMP_SYS(mprotect), 1, arg_is(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 }
 
 /* Signals only to our own threads (vCPU kicks, raise). */
 static int rule_tgkill(scmp_filter_ctx ctx)
 {
-    return allow(ctx, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+    return allow(ctx, SCMP_SYS(tgkill), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
 }
 
 static int rule_vmm(scmp_filter_ctx ctx)
@@ -215,20 +221,20 @@ static int rule_vmm(scmp_filter_ctx ctx)
     /* Threads (vCPUs after a reset), never processes. glibc falls back from clone3, whose
      * flags live in memory a filter cannot read, to clone when told ENOSYS. */
     ret = ret ?: allow(ctx, SCMP_SYS(clone), 1,
-                       SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+                       arg_is(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
     ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     /* Sockets for user networking and vsock only: IP and Unix. */
     static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
     for (unsigned i = 0; i < ARRAY_SIZE(families) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
+        ret = allow(ctx, SCMP_SYS(socket), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)families[i], 0));
     /* New vCPU threads name themselves and add their own filter. */
     static const int prctls[] = {PR_SET_NAME, PR_GET_SECCOMP, PR_SET_NO_NEW_PRIVS};
     for (unsigned i = 0; i < ARRAY_SIZE(prctls) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)prctls[i]));
+        ret = allow(ctx, SCMP_SYS(prctl), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)prctls[i], 0));
     /* Nonblocking mode and close-on-exec on sockets; nothing else fcntl can do. */
     static const int fcntls[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
     for (unsigned i = 0; i < ARRAY_SIZE(fcntls) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i]));
+        ret = allow(ctx, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
     return ret;
 }
 
@@ -237,7 +243,7 @@ static int rule_api(scmp_filter_ctx ctx)
     int ret = rule_tgkill(ctx);
     static const int fcntls[] = {F_GETFL, F_SETFL};
     for (unsigned i = 0; i < ARRAY_SIZE(fcntls) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i]));
+        ret = allow(ctx, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
     return ret;
 }
 
