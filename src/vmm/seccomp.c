@@ -73,9 +73,16 @@ static const int vmm_calls[] = {
     SCMP_SYS(unlink), /* vsock removes its listening socket's path at exit */
 };
 
-/* vCPU threads: KVM_RUN and the register handlers of the devices it exits to. */
+/*
+ * vCPU threads: KVM_RUN and the register handlers of the devices it exits to. A driver's
+ * status write lands here too, so device activation and reset run on this thread: vsock
+ * closes its host connections, a disk waits for its I/O in flight, user networking
+ * re-arms its descriptors and timer.
+ */
 static const int vcpu_calls[] = {
-    SCMP_SYS(read), /* eventfds; plus tgkill (rule_tgkill) and the ioctls in vcpu_ioctls */
+    SCMP_SYS(read),       SCMP_SYS(close),           SCMP_SYS(epoll_ctl),
+    SCMP_SYS(io_uring_enter), SCMP_SYS(timerfd_settime),
+    /* plus tgkill (rule_tgkill) and the ioctls in vcpu_ioctls */
 };
 
 /* Block I/O workers: positioned reads and writes on the image, flush, discard. */
