@@ -230,6 +230,12 @@ static int rule_vmm(scmp_filter_ctx ctx)
     ret = ret ?: allow(ctx, SCMP_SYS(clone), 1,
                        arg_is(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
     ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    /* Libraries may look for a file now and then (libslirp rereads /etc/resolv.conf when
+     * the guest asks its DNS proxy): they get EACCES and cope, and no file is opened. */
+    static const int opens[] = {SCMP_SYS(open), SCMP_SYS(openat)};
+    for (unsigned i = 0; i < ARRAY_SIZE(opens) && ret == 0; i++)
+        if (!sanitizer_allows(opens[i]))
+            ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), opens[i], 0);
     /* Sockets for user networking and vsock only: IP and Unix. */
     static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
     for (unsigned i = 0; i < ARRAY_SIZE(families) && ret == 0; i++)
