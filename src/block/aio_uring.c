@@ -26,6 +26,7 @@ struct aio_uring {
     struct aio_engine base;
     struct io_uring ring;
     bool has_fallocate;
+    bool files_registered; /* the image is fixed file 0 */
     unsigned queued;       /* SQEs prepared since the last submission */
     struct aio_req *local; /* finished without reaching the kernel */
     unsigned nlocal;
@@ -191,6 +192,10 @@ static void uring_drain(struct aio_engine *e)
 static void uring_destroy(struct aio_engine *e)
 {
     struct aio_uring *u = (struct aio_uring *)e;
+    /* The ring's own teardown is asynchronous in the kernel; a fixed file it still held
+     * would keep the image (and its lock) open after kiln exits. Let go of it first. */
+    if (u->files_registered)
+        io_uring_unregister_files(&u->ring);
     io_uring_queue_exit(&u->ring);
     if (e->event_fd >= 0)
         close(e->event_fd);
@@ -226,9 +231,10 @@ static int uring_lock_down(struct aio_uring *u)
     int ret = io_uring_register_files(&u->ring, &u->base.fd, 1);
     if (ret < 0)
         return ret;
+    u->files_registered = true;
     static const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
                                   IORING_OP_FALLOCATE};
-    struct io_uring_restriction res[ARRAY_SIZE(ops) + 2];
+    struct io_uring_restriction res[ARRAY_SIZE(ops) + 3];
     memset(res, 0, sizeof(res));
     for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
         res[i].opcode = IORING_RESTRICTION_SQE_OP;
@@ -238,6 +244,9 @@ static int uring_lock_down(struct aio_uring *u)
     res[ARRAY_SIZE(ops)].sqe_flags = IOSQE_FIXED_FILE;
     res[ARRAY_SIZE(ops) + 1].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
     res[ARRAY_SIZE(ops) + 1].sqe_flags = IOSQE_FIXED_FILE;
+    /* The one registration left: giving the image back at exit (uring_destroy). */
+    res[ARRAY_SIZE(ops) + 2].opcode = IORING_RESTRICTION_REGISTER_OP;
+    res[ARRAY_SIZE(ops) + 2].register_op = IORING_UNREGISTER_FILES;
     /* Debian's liburing declares but does not export the wrappers for these two. */
     if (syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_RESTRICTIONS, res,
                 ARRAY_SIZE(res)) < 0 ||

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/if_tun.h>
+#include <linux/io_uring.h>
 #include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -230,6 +231,9 @@ static int rule_vmm(scmp_filter_ctx ctx)
     ret = ret ?: allow(ctx, SCMP_SYS(clone), 1,
                        arg_is(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
     ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    /* A disk's ring gives its image back at exit (block/aio_uring.c); no other registration. */
+    ret = ret ?: allow(ctx, SCMP_SYS(io_uring_register), 1,
+                       arg_is(1, SCMP_CMP_EQ, IORING_UNREGISTER_FILES, 0));
     /* Libraries may look for a file now and then (libslirp rereads /etc/resolv.conf when
      * the guest asks its DNS proxy): they get EACCES and cope, and no file is opened. */
     static const int opens[] = {SCMP_SYS(open), SCMP_SYS(openat)};
@@ -452,6 +456,7 @@ unsigned seccomp_allowed_count(enum seccomp_thread_kind kind)
         count_call(seen, &count, SCMP_SYS(clone));
         count_call(seen, &count, SCMP_SYS(socket));
         count_call(seen, &count, SCMP_SYS(prctl));
+        count_call(seen, &count, SCMP_SYS(io_uring_register));
     }
     return count;
 }
