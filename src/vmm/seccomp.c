@@ -51,6 +51,7 @@ static const int common_calls[] = {
     SCMP_SYS(gettid),        SCMP_SYS(sched_yield),     SCMP_SYS(nanosleep),
     SCMP_SYS(clock_nanosleep), SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday),
     SCMP_SYS(fstat),         SCMP_SYS(newfstatat),
+    SCMP_SYS(sched_getaffinity), /* glibc malloc sizes its arenas when a thread first allocates */
 };
 
 /* The main thread: the event loop, every device backend, and rebuilding the VM on reset. */
@@ -372,7 +373,7 @@ static void seccomp_violation(int sig, siginfo_t *info, void *uctx)
     n = append_hex(msg, n, sizeof(msg), (unsigned long long)uc->uc_mcontext.gregs[REG_RSI]);
     n = append(msg, n, sizeof(msg), ") in a ");
     n = append(msg, n, sizeof(msg),
-               thread_kind >= 0 ? kinds[thread_kind].name : "unfiltered-kind");
+               thread_kind >= 0 ? kinds[thread_kind].name : "vmm (inherited)");
     n = append(msg, n, sizeof(msg), " thread; stopping\n");
     ssize_t ignored = write(STDERR_FILENO, msg, n);
     (void)ignored;
