@@ -3,6 +3,7 @@
 # configure the build directories. Safe to re-run.
 #   build/       the normal build (-O2 -g)
 #   build-asan/  the same with AddressSanitizer + UndefinedBehaviorSanitizer
+#   build-fuzz/  clang, libFuzzer harnesses only (tests/fuzz/), ASan + UBSan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +13,13 @@ cd "$(dirname "$0")/.."
 # and iproute2 (disk and network tests). Guests: busybox-static, kernel packages unpacked
 # with dpkg-deb, lz4 (cloud kernel payload), kmod (module dependencies). Stock-KVM host: QEMU.
 # Lifecycle CLI: jansson (JSON), libcurl (its API client; loaded only by the CLI commands).
+# Hardening: libseccomp (per-thread syscall filters), clang and its runtime (libFuzzer).
 # Benchmarks (bench/run.py): QEMU as the peer, gnuplot for the charts.
 PACKAGES=(gcc libc6-dev make meson ninja-build pkg-config liburing-dev libslirp-dev
           libglib2.0-dev libmicrohttpd-dev libjansson-dev libcmocka-dev acpica-tools binutils
           python3 busybox-static lz4 xz-utils cpio kmod qemu-system-x86 util-linux e2fsprogs
-          iproute2 libcurl4-openssl-dev gnuplot-nox)
+          iproute2 libcurl4-openssl-dev gnuplot-nox libseccomp-dev clang
+          libclang-rt-14-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -32,3 +35,6 @@ fi
 [[ -f build/build.ninja ]] || meson setup build
 [[ -f build-asan/build.ninja ]] ||
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+[[ -f build-fuzz/build.ninja ]] ||
+    CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false \
+        -Db_sanitize=address,undefined -Db_lundef=false

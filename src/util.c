@@ -228,22 +228,28 @@ uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t peak_rss_kib(void)
+int peak_rss_open(void)
+{
+    return open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+}
+
+uint64_t peak_rss_kib(int status_fd)
 {
     /* VmHWM belongs to the current address space only, unlike getrusage's ru_maxrss, which
-     * also remembers the image that exec replaced. */
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) {
-        /* No /proc (a jailed VM): nothing was exec'd since start, so this is the same. */
+     * also remembers the image that exec replaced. Read through an fd opened early: the
+     * seccomp filters forbid opening files once the guest runs. */
+    char buf[4096];
+    ssize_t n = status_fd < 0 ? -1 : pread(status_fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0) {
+        /* No /proc (a jailed VM): nothing was exec'd since start, so ru_maxrss is the same. */
         struct rusage ru;
         return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss : 0;
     }
-    char line[256];
+    buf[n] = 0;
+    const char *p = strstr(buf, "\nVmHWM:");
     unsigned long long kib = 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmHWM: %llu kB", &kib) == 1)
-            break;
-    fclose(f);
+    if (!p || sscanf(p + 1, "VmHWM: %llu kB", &kib) != 1)
+        return 0;
     return kib;
 }
 

@@ -64,7 +64,8 @@ uint64_t monotonic_ns(void);
  */
 int unix_bind_replacing_stale(int fd, const char *path);
 
-/* This process's peak resident set (VmHWM) in KiB, or 0 if unknown. */
-uint64_t peak_rss_kib(void);
+/* The peak resident set size in KiB (0 if unknown), read from an fd of peak_rss_open(). */
+int peak_rss_open(void);
+uint64_t peak_rss_kib(int status_fd);
 
 #endif

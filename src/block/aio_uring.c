@@ -4,6 +4,11 @@
  * io_uring_register_eventfd, which the event loop watches. Short reads and writes are
  * resubmitted for the rest. Opcodes the kernel lacks (fallocate before 5.6) fail with
  * -EOPNOTSUPP through a local done list, like any other completion.
+ *
+ * The ring is locked down before it starts (IORING_REGISTER_RESTRICTIONS): it accepts only
+ * those four opcodes, on the disk image alone (registered as fixed file 0, which every SQE
+ * must use), and no further registrations. io_uring work bypasses seccomp, so this is what
+ * keeps a compromised kiln from using the ring to open, read or send anything else.
  */
 #include "block/aio.h"
 
@@ -12,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -20,6 +26,7 @@ struct aio_uring {
     struct aio_engine base;
     struct io_uring ring;
     bool has_fallocate;
+    bool files_registered; /* the image is fixed file 0 */
     unsigned queued;       /* SQEs prepared since the last submission */
     struct aio_req *local; /* finished without reaching the kernel */
     unsigned nlocal;
@@ -62,7 +69,7 @@ static int uring_prep(struct aio_uring *u, struct aio_req *req)
         if (!sqe)
             return -EAGAIN;
     }
-    int fd = u->base.fd;
+    int fd = 0; /* fixed file 0: the image (see uring_lock_down) */
     switch (req->op) {
     case AIO_READ:
         io_uring_prep_readv(sqe, fd, req->iov, req->iovcnt, req->offset);
@@ -79,6 +86,7 @@ static int uring_prep(struct aio_uring *u, struct aio_req *req)
         io_uring_prep_fallocate(sqe, fd, aio_fallocate_mode(req->op), req->offset, req->len);
         break;
     }
+    io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
     io_uring_sqe_set_data(sqe, req);
     u->queued++;
     return 0;
@@ -184,6 +192,10 @@ static void uring_drain(struct aio_engine *e)
 static void uring_destroy(struct aio_engine *e)
 {
     struct aio_uring *u = (struct aio_uring *)e;
+    /* The ring's own teardown is asynchronous in the kernel; a fixed file it still held
+     * would keep the image (and its lock) open after kiln exits. Let go of it first. */
+    if (u->files_registered)
+        io_uring_unregister_files(&u->ring);
     io_uring_queue_exit(&u->ring);
     if (e->event_fd >= 0)
         close(e->event_fd);
@@ -213,6 +225,37 @@ static int uring_probe(struct aio_uring *u)
     return ok ? 0 : -ENOSYS;
 }
 
+/* Restrictions, then start the ring (it was created disabled). Needs Linux 5.10. */
+static int uring_lock_down(struct aio_uring *u)
+{
+    int ret = io_uring_register_files(&u->ring, &u->base.fd, 1);
+    if (ret < 0)
+        return ret;
+    u->files_registered = true;
+    static const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
+                                  IORING_OP_FALLOCATE};
+    struct io_uring_restriction res[ARRAY_SIZE(ops) + 3];
+    memset(res, 0, sizeof(res));
+    for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
+        res[i].opcode = IORING_RESTRICTION_SQE_OP;
+        res[i].sqe_op = ops[i];
+    }
+    res[ARRAY_SIZE(ops)].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED;
+    res[ARRAY_SIZE(ops)].sqe_flags = IOSQE_FIXED_FILE;
+    res[ARRAY_SIZE(ops) + 1].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+    res[ARRAY_SIZE(ops) + 1].sqe_flags = IOSQE_FIXED_FILE;
+    /* The one registration left: giving the image back at exit (uring_destroy). */
+    res[ARRAY_SIZE(ops) + 2].opcode = IORING_RESTRICTION_REGISTER_OP;
+    res[ARRAY_SIZE(ops) + 2].register_op = IORING_UNREGISTER_FILES;
+    /* Debian's liburing declares but does not export the wrappers for these two. */
+    if (syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_RESTRICTIONS, res,
+                ARRAY_SIZE(res)) < 0 ||
+        syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) <
+            0)
+        return -errno;
+    return 0;
+}
+
 int aio_uring_create(struct aio_engine **out, int fd, unsigned depth)
 {
     struct aio_uring *u = calloc(1, sizeof(*u));
@@ -228,7 +271,7 @@ int aio_uring_create(struct aio_engine **out, int fd, unsigned depth)
         return ret;
     }
     /* The CQ is twice the SQ: every request in flight fits in both. */
-    int ret = io_uring_queue_init(depth ? depth : 1, &u->ring, 0);
+    int ret = io_uring_queue_init(depth ? depth : 1, &u->ring, IORING_SETUP_R_DISABLED);
     if (ret < 0) {
         close(u->base.event_fd);
         free(u);
@@ -237,6 +280,8 @@ int aio_uring_create(struct aio_engine **out, int fd, unsigned depth)
     ret = uring_probe(u);
     if (ret == 0)
         ret = io_uring_register_eventfd(&u->ring, u->base.event_fd);
+    if (ret == 0)
+        ret = uring_lock_down(u);
     if (ret < 0) {
         uring_destroy(&u->base);
         return ret;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
+#include <unistd.h>
 
 #include "arch/x86/boot.h"
 #include "arch/x86/bzimage.h"
@@ -181,6 +182,7 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct r
             vm->on_boot = hooks->booted;
             vm->on_boot_opaque = hooks->opaque;
         }
+        int status_fd = peak_rss_open();
         ret = vm_run(vm, &reason);
         if (hooks && hooks->finished)
             hooks->finished(vm, hooks->opaque);
@@ -194,7 +196,9 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct r
                     "accesses; peak RSS %llu KiB",
                     (double)(monotonic_ns() - vm->start_ns) / 1e9, vm->boots,
                     (unsigned long long)vm->unhandled_pio, (unsigned long long)vm->unhandled_mmio,
-                    (unsigned long long)peak_rss_kib());
+                    (unsigned long long)peak_rss_kib(status_fd));
+        if (status_fd >= 0)
+            close(status_fd);
     }
     vm_destroy(vm);
     free(vm);

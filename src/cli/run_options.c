@@ -93,6 +93,11 @@ const char run_options_usage[] =
     "                            schema (\"boot-source\", \"machine-config\", \"drives\"...)\n"
     "      --id NAME             the instance id the API reports (GET /)\n"
     "\n"
+    "Security:\n"
+    "      --seccomp on|off      per-thread system call filters (default on): a forbidden\n"
+    "                            call stops kiln and names the call; off is for debugging\n"
+    "                            only (docs/seccomp.md)\n"
+    "\n"
     "Other:\n"
     "  -v, --verbose             more messages: run statistics at exit; twice: debug,\n"
     "                            e.g. unclaimed I/O\n"
@@ -137,6 +142,7 @@ enum {
     OPT_CONFIG_FILE,
     OPT_ID,
     OPT_CONSOLE_SOCK,
+    OPT_SECCOMP,
 };
 
 static const struct option run_long_options[] = {
@@ -164,6 +170,7 @@ static const struct option run_long_options[] = {
     {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
     {"id", required_argument, NULL, OPT_ID},
     {"console-sock", required_argument, NULL, OPT_CONSOLE_SOCK},
+    {"seccomp", required_argument, NULL, OPT_SECCOMP},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -288,6 +295,14 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         else
             return fail(err, errlen, "--console '%s': expected serial or virtio", arg);
         return 0;
+    case OPT_SECCOMP:
+        if (strcmp(arg, "on") == 0)
+            cfg->seccomp = true;
+        else if (strcmp(arg, "off") == 0)
+            cfg->seccomp = false;
+        else
+            return fail(err, errlen, "--seccomp '%s': expected on or off", arg);
+        return 0;
     case 'v':
         (*verbosity)++;
         return 0;
@@ -324,6 +339,7 @@ int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, s
         .kernel_format = KERNEL_FORMAT_AUTO,
         .cmdline = VM_DEFAULT_CMDLINE,
         .memory = VM_DEFAULT_MEMORY,
+        .seccomp = true,
         .cpus = 1,
         .jail = {.uid = JAIL_DEFAULT_ID,
                  .gid = JAIL_DEFAULT_ID,

@@ -31,10 +31,15 @@ static void write_all(int fd, const uint8_t *buf, size_t len)
     }
 }
 
-static void console_crash_handler(int sig)
+void console_crash_restore(void)
 {
     if (crash_restore_fd >= 0)
         tcsetattr(crash_restore_fd, TCSANOW, &crash_restore_termios);
+}
+
+static void console_crash_handler(int sig)
+{
+    console_crash_restore();
     signal(sig, SIG_DFL);
     raise(sig);
 }

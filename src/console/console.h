@@ -57,6 +57,9 @@ int console_attach_sock(struct console *con, const char *path, struct event_loop
 /* Puts the terminal in raw mode (if it is one) and arranges for it to be restored. */
 void console_enter_raw(struct console *con);
 void console_restore(struct console *con);
+/* From a handler of a fatal signal: puts the terminal back if kiln made it raw.
+ * Async-signal-safe. */
+void console_crash_restore(void);
 
 /* serial8250 output callback: guest bytes to the terminal (or socket) and the log. */
 void console_output(void *opaque, const uint8_t *buf, size_t len);

@@ -165,7 +165,10 @@ static void mc146818_commit_time(struct mc146818 *rtc, uint8_t reg_b)
     time_t t = timegm(&tm);
     if (t == (time_t)-1)
         return;
-    rtc->state.offset_s = (int64_t)t - (int64_t)rtc->now();
+    /* The host clock is whatever the host says: keep the old offset rather than overflow. */
+    int64_t offset;
+    if (!__builtin_sub_overflow((int64_t)t, (int64_t)rtc->now(), &offset))
+        rtc->state.offset_s = offset;
 }
 
 /*

@@ -12,6 +12,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/regs.h"
 #include "util.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 /* The signal that knocks a vCPU thread out of KVM_RUN; it only needs to interrupt. */
@@ -161,6 +162,17 @@ static void *vcpu_thread(void *arg)
     sigemptyset(&set);
     sigaddset(&set, VCPU_KICK_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    if (vm->confined) {
+        /* Adds to the VMM filter this thread inherited; before the guest's first instruction. */
+        int ret = seccomp_install(SECCOMP_THREAD_VCPU);
+        if (ret < 0) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "installing its seccomp filter: %s", strerror(-ret));
+            vcpu_fail(vcpu, msg);
+            return NULL;
+        }
+        seccomp_test_trigger(SECCOMP_THREAD_VCPU);
+    }
 
     vm_vcpu_running(vm, true);
     bool io_pending = false; /* the last exit's I/O completes at the next KVM_RUN */

@@ -23,6 +23,7 @@
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
 #include "virtio/virtio.h"
+#include "vmm/seccomp.h"
 
 /* Where KVM keeps the real-mode TSS and identity map on Intel; inside the hole, above devices. */
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
@@ -644,6 +645,29 @@ static void vm_reset(struct vm *vm)
     atomic_store(&vm->stop_reason, VM_STOP_NONE);
 }
 
+/*
+ * The seccomp filters go on once, after everything that needs files, sockets or new
+ * mappings is set up and before the guest's first instruction; they outlive resets, so the
+ * VMM filter allows what rebuilding the KVM VM takes.
+ */
+static int vm_confine(struct vm *vm)
+{
+    if (!vm->config->seccomp || vm->confined)
+        return 0;
+    int ret = seccomp_prepare();
+    ret = ret ?: seccomp_install(SECCOMP_THREAD_VMM);
+    if (ret < 0) {
+        log_error("installing the seccomp filters: %s", strerror(-ret));
+        return ret;
+    }
+    vm->confined = true;
+    log_debug("seccomp: filters on (vmm %u, vcpu %u, worker %u system calls)",
+              seccomp_allowed_count(SECCOMP_THREAD_VMM), seccomp_allowed_count(SECCOMP_THREAD_VCPU),
+              seccomp_allowed_count(SECCOMP_THREAD_WORKER));
+    seccomp_test_trigger(SECCOMP_THREAD_VMM);
+    return 0;
+}
+
 static int vm_boot(struct vm *vm)
 {
     int ret = vm_setup_kvm(vm);
@@ -655,6 +679,9 @@ static int vm_boot(struct vm *vm)
     if (ret < 0)
         return ret;
     console_enter_raw(&vm->console);
+    ret = vm_confine(vm);
+    if (ret < 0)
+        return ret;
     pthread_mutex_lock(&vm->run_lock);
     vm->boots++; /* vm_resume reads it */
     for (unsigned i = 0; ret == 0 && i < vm->ncpus; i++) {

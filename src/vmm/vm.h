@@ -70,6 +70,7 @@ struct vm {
     int power_button_fd; /* written by vm_power_button: the main loop presses the button */
     _Atomic int stop_reason;
     unsigned boots; /* how many times the guest was started (resets included) */
+    bool confined;  /* the seccomp filters are on (they stay on across resets) */
 
     /*
      * Pause: vCPU threads park outside KVM_RUN while `paused` is set (vm_pause/vm_resume).

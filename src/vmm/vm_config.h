@@ -93,6 +93,7 @@ struct vm_config {
     const char *api_sock;    /* serve the API here; boot only on InstanceStart */
     const char *config_file; /* boot from this Firecracker-schema JSON file */
     const char *instance_id; /* the id GET / reports */
+    bool seccomp; /* per-thread system call filters (vmm/seccomp.c); on unless --seccomp=off */
 };
 
 #endif

@@ -664,8 +664,71 @@ def kvm_blocked_test(how):
     return t
 
 
+# ---- seccomp (src/vmm/seccomp.c): a forbidden call stops kiln and is named ----
+
+SECCOMP_FORBIDDEN = {"vmm": "execve", "vcpu": "socket"}  # what KILN_SECCOMP_TRIGGER makes
+
+
+def t_seccomp(a, c):
+    """--kind vmm|vcpu: that thread makes a forbidden call (test builds honour
+    KILN_SECCOMP_TRIGGER); kiln must stop with status 1 and name the call and the thread.
+    --kind off: the same trigger under --seccomp=off is harmless and the guest runs."""
+    need_kvm()
+    kind = "vcpu" if a.kind == "off" else a.kind
+    env = dict(os.environ, KILN_SECCOMP_TRIGGER=kind)
+    extra = ["--seccomp=off"] if a.kind == "off" else []
+    res = run_kiln(a.kiln, raw(a.guest, *extra), timeout=20, env=env)
+    print(res.describe())
+    if a.kind == "off":
+        c.rc(res, OK)
+        c.line(res, "kiln-micro: ready")
+        c.check("seccomp:" not in res.err, "no seccomp report with --seccomp=off")
+        return
+    c.rc(res, VM_FAILED)
+    want = (f"kiln: seccomp: forbidden system call {SECCOMP_FORBIDDEN[kind]} (")
+    c.check(any(l.startswith(want) and l.endswith(f"in a {kind} thread; stopping")
+                for l in res.err.splitlines()),
+            f"stderr names {SECCOMP_FORBIDDEN[kind]} in a {kind} thread")
+
+
+# ---- hostile_io: every port, configuration register, BAR and ring, with all devices ----
+
+def t_hostile_io(a, c):
+    """Every virtio device but the network one (its garbage frames would reach the user
+    network's NAT): kiln must survive the guest's storms with status 0, each device must
+    still answer and the entropy device still serve (guest/micro/hostile_io.S)."""
+    need_kvm()
+    with tempfile.TemporaryDirectory(prefix="kiln-hostile-io-") as d:
+        img = os.path.join(d, "disk.img")
+        with open(img, "wb") as f:
+            f.truncate(1 << 20)
+        log = os.path.join(d, "console.log")  # COM1 goes here under --console virtio
+        args = raw(a.guest, "--rng", "--disk", img, "--vsock", f"cid=3,uds={d}/v.sock",
+                   "--console", "virtio", "--console-log", log, "--cmdline", f"seed={a.seed}")
+        res = run_kiln(a.kiln, args, timeout=120)
+        lines = []
+        if os.path.exists(log):
+            with open(log, "rb") as f:
+                lines = [l.rstrip("\r") for l in f.read().decode("utf-8", "replace").split("\n")]
+    print(res.describe())
+    print("--- COM1 (console log) ---")
+    print("\n".join(l for l in lines if l.startswith(("hostile-io", "PASS", "FAIL"))))
+    c.rc(res, OK)
+    for marker in ("hostile-io: ports done", "hostile-io: config done"):
+        c.check(marker in lines, marker)
+    c.check("hostile-io: bars done, devices 4" in lines, "all four virtio devices took the BAR storm")
+    c.check(any(l.startswith("hostile-io: rings done") for l in lines), "rings done")
+    c.check(lines.count("PASS hostile-io-device-answers") == 4, "every device still answers")
+    c.check("PASS hostile-io-rng-works" in lines, "virtio-rng still serves a request")
+    c.check("hostile-io: done, failures 0" in lines, "the guest saw no failure")
+    c.check(lines.count("hostile-io: start") == 1, "no unexpected reset")
+    c.check("seccomp:" not in res.err, "no seccomp report")
+
+
 TESTS = {
     "hello": t_hello,
+    "hostile-io": t_hostile_io,
+    "seccomp": t_seccomp,
     "entry": t_entry,
     "io": t_io,
     "pci": t_pci,
@@ -710,6 +773,8 @@ def main():
     p.add_argument("--seed", type=int, default=0, help="virtio-hostile: PRNG seed (0: default)")
     p.add_argument("--reboot", action="store_true",
                    help="virtio-hostile: then reset the VM with the device live")
+    p.add_argument("--kind", default="vcpu", choices=["vmm", "vcpu", "off"],
+                   help="seccomp: which thread breaks its filter (off: --seccomp=off)")
     p.add_argument("test", choices=sorted(TESTS))
     a = p.parse_args()
     a.kiln = os.path.abspath(a.kiln)

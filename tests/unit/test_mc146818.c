@@ -373,6 +373,19 @@ static void test_default_clock(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* Found by fuzz_mc146818: a host clock at the far end of time_t overflowed the new offset. */
+static void test_extreme_host_clock(void **state)
+{
+    struct mc146818 *rtc = *state;
+    fake_time = (time_t)INT64_MIN;
+    cmos_write(rtc, REG_B, cmos_read(rtc, REG_B) | 0x80); /* SET */
+    cmos_write(rtc, 0x09, 0x30);                         /* 2030: after the epoch, */
+    cmos_write(rtc, 0x32, 0x20);                         /* so t - INT64_MIN overflows */
+    cmos_write(rtc, REG_B, cmos_read(rtc, REG_B) & 0x7f); /* the clock starts: an offset */
+    fake_time = (time_t)INT64_MAX;
+    (void)cmos_read(rtc, 0x00); /* reading must not overflow either (UBSan checks) */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +403,7 @@ int main(void)
         T(test_index_masking_and_nmi_bit),
         T(test_word_access),
         T(test_every_offset_and_len),
+        T(test_extreme_host_clock),
         cmocka_unit_test(test_default_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,7 @@ static void defaults(void **state)
     assert_int_equal(cfg.kernel_format, KERNEL_FORMAT_AUTO);
     assert_string_equal(cfg.cmdline, VM_DEFAULT_CMDLINE);
     assert_false(cfg.no_reboot);
+    assert_true(cfg.seccomp); /* filters are on unless asked otherwise */
 }
 
 static void every_option(void **state)
@@ -102,6 +103,18 @@ static void bad_values(void **state)
     expect_error(PARSE(&cfg, err, "stray"), err, "unexpected argument");
 }
 
+static void seccomp_switch(void **state)
+{
+    struct vm_config cfg;
+    char err[256];
+    assert_int_equal(PARSE(&cfg, err, "--seccomp=off"), 0);
+    assert_false(cfg.seccomp);
+    assert_int_equal(PARSE(&cfg, err, "--seccomp", "off", "--seccomp", "on"), 0);
+    assert_true(cfg.seccomp);
+    expect_error(PARSE(&cfg, err, "--seccomp", "maybe"), err, "--seccomp");
+    expect_error(PARSE(&cfg, err, "--seccomp"), err, "--seccomp");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +122,7 @@ int main(void)
         cmocka_unit_test(every_option),
         cmocka_unit_test(help),
         cmocka_unit_test(bad_values),
+        cmocka_unit_test(seccomp_switch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,491 @@
+/*
+ * Per-thread seccomp allowlists; see seccomp.h and docs/seccomp.md.
+ *
+ * Each table below lists what one thread kind may call. Calls that need their arguments
+ * checked are not in the tables but added by functions of their own (rule_*), so every
+ * argument check is in one place.
+ */
+#include "vmm/seccomp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <linux/if_tun.h>
+#include <linux/io_uring.h>
+#include <pthread.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "cli/exit_codes.h"
+#include "console/console.h"
+#include "util.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KILN_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KILN_SANITIZED 1
+#endif
+#endif
+
+/* ---- allowlists ---- */
+
+/* Every thread: memory (no executable mappings, see rule_memory), locks, exit, logging. */
+static const int common_calls[] = {
+    SCMP_SYS(brk),           SCMP_SYS(munmap),          SCMP_SYS(madvise),
+    SCMP_SYS(mremap),        SCMP_SYS(futex),           SCMP_SYS(exit),
+    SCMP_SYS(exit_group),    SCMP_SYS(rt_sigreturn),    SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(restart_syscall), SCMP_SYS(write),         SCMP_SYS(getpid),
+    SCMP_SYS(gettid),        SCMP_SYS(sched_yield),     SCMP_SYS(nanosleep),
+    SCMP_SYS(clock_nanosleep), SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday),
+    SCMP_SYS(fstat),         SCMP_SYS(newfstatat),
+    SCMP_SYS(sched_getaffinity), /* glibc malloc sizes its arenas when a thread first allocates */
+};
+
+/* The main thread: the event loop, every device backend, and rebuilding the VM on reset. */
+static const int vmm_calls[] = {
+    SCMP_SYS(read),          SCMP_SYS(readv),           SCMP_SYS(writev),
+    SCMP_SYS(pread64),       SCMP_SYS(pwrite64),        SCMP_SYS(preadv),
+    SCMP_SYS(pwritev),       SCMP_SYS(preadv2),         SCMP_SYS(pwritev2),
+    SCMP_SYS(lseek),         SCMP_SYS(close),           SCMP_SYS(fsync),
+    SCMP_SYS(fdatasync),     SCMP_SYS(fallocate),       SCMP_SYS(epoll_wait),
+    SCMP_SYS(epoll_pwait),   SCMP_SYS(epoll_ctl),       SCMP_SYS(poll),
+    SCMP_SYS(ppoll),         SCMP_SYS(eventfd2),        SCMP_SYS(timerfd_create),
+    SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime), SCMP_SYS(getrandom),
+    SCMP_SYS(io_uring_enter), SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
+    SCMP_SYS(getrusage), /* peak RSS for -v where a jail hides /proc */
+    SCMP_SYS(rt_sigaction),  SCMP_SYS(seccomp),
+    /* user networking (libslirp) and vsock's host sockets */
+    SCMP_SYS(connect),       SCMP_SYS(accept),          SCMP_SYS(accept4),
+    SCMP_SYS(bind),          SCMP_SYS(listen),          SCMP_SYS(sendto),
+    SCMP_SYS(recvfrom),      SCMP_SYS(sendmsg),         SCMP_SYS(recvmsg),
+    SCMP_SYS(setsockopt),    SCMP_SYS(getsockopt),      SCMP_SYS(getsockname),
+    SCMP_SYS(getpeername),   SCMP_SYS(shutdown),
+    SCMP_SYS(unlink), /* vsock removes its listening socket's path at exit */
+};
+
+/*
+ * vCPU threads: KVM_RUN and the register handlers of the devices it exits to. A driver's
+ * status write lands here too, so device activation and reset run on this thread: vsock
+ * closes its host connections, a disk waits for its I/O in flight, user networking
+ * re-arms its descriptors and timer.
+ */
+static const int vcpu_calls[] = {
+    SCMP_SYS(read),       SCMP_SYS(close),           SCMP_SYS(epoll_ctl),
+    SCMP_SYS(io_uring_enter), SCMP_SYS(timerfd_settime),
+    /* plus tgkill (rule_tgkill) and the ioctls in vcpu_ioctls */
+};
+
+/* Block I/O workers: positioned reads and writes on the image, flush, discard. */
+static const int worker_calls[] = {
+    SCMP_SYS(preadv),    SCMP_SYS(pwritev),   SCMP_SYS(preadv2), SCMP_SYS(pwritev2),
+    SCMP_SYS(pread64),   SCMP_SYS(pwrite64),  SCMP_SYS(fdatasync), SCMP_SYS(fsync),
+    SCMP_SYS(fallocate),
+};
+
+/* An HTTP API server on an accepted Unix socket: accept, read, answer, close. */
+static const int api_calls[] = {
+    SCMP_SYS(accept4),     SCMP_SYS(accept),     SCMP_SYS(read),       SCMP_SYS(readv),
+    SCMP_SYS(recvfrom),    SCMP_SYS(recvmsg),    SCMP_SYS(writev),     SCMP_SYS(sendto),
+    SCMP_SYS(sendmsg),     SCMP_SYS(close),      SCMP_SYS(shutdown),   SCMP_SYS(poll),
+    SCMP_SYS(ppoll),       SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),
+    SCMP_SYS(getsockopt),  SCMP_SYS(eventfd2),
+};
+
+/*
+ * ioctl requests, per kind. Terminal restore (TCSETS*) is in every list: see the handler.
+ * Filters stack, and vCPU threads started after a guest reset are the main thread's
+ * children, so the VMM list must hold every vCPU request too (KVM_RUN included); a vCPU
+ * thread's own list then narrows what it may do.
+ */
+static const unsigned long vmm_ioctls[] = {
+    KVM_RUN,
+    KVM_CREATE_VM, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE, KVM_GET_SUPPORTED_CPUID,
+    KVM_SET_IDENTITY_MAP_ADDR, KVM_SET_TSS_ADDR, KVM_SET_USER_MEMORY_REGION,
+    KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_SET_GSI_ROUTING, KVM_IRQFD, KVM_IOEVENTFD,
+    KVM_IRQ_LINE, KVM_CREATE_VCPU, KVM_SET_CPUID2, KVM_SET_FPU, KVM_SET_LAPIC, KVM_GET_LAPIC,
+    KVM_SET_MSRS, KVM_SET_REGS, KVM_GET_REGS, KVM_SET_SREGS, KVM_GET_SREGS,
+    TUNSETOFFLOAD, TCGETS, TCSETS, TCSETSW, TIOCGWINSZ, FIONBIO, FIONREAD,
+    /* vm_pause/vm_resume freeze the guest clock; the API thread runs them under this filter */
+    KVM_GET_CLOCK, KVM_SET_CLOCK,
+};
+static const unsigned long vcpu_ioctls[] = {
+    KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, /* the run loop and its crash dump */
+    KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING, /* PCI/MSI-X registers */
+    TUNSETOFFLOAD, /* virtio-net's feature negotiation lands here */
+    TCSETS, TCSETSW,
+};
+static const unsigned long worker_ioctls[] = {TCSETS, TCSETSW};
+static const unsigned long api_ioctls[] = {FIONBIO, TCSETS, TCSETSW};
+
+#ifdef KILN_SANITIZED
+/*
+ * Sanitizer builds only: what ASan/UBSan need to print a report (symbolizing reads
+ * /proc/self/maps) and LeakSanitizer's exit-time check (a tracer task, cloned without
+ * CLONE_THREAD, that ptraces every thread, lists /proc/self/task and waits for them). These
+ * are allowed with any arguments; release builds never get them.
+ */
+static const int sanitizer_calls[] = {
+    SCMP_SYS(openat),     SCMP_SYS(open),     SCMP_SYS(readlink), SCMP_SYS(readlinkat),
+    SCMP_SYS(read),       SCMP_SYS(close),    SCMP_SYS(getdents64), SCMP_SYS(getdents),
+    SCMP_SYS(ptrace),
+    SCMP_SYS(wait4),      SCMP_SYS(waitid),   SCMP_SYS(clone),    SCMP_SYS(prctl),
+    SCMP_SYS(getppid),    SCMP_SYS(sched_getaffinity), SCMP_SYS(prlimit64),
+    SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), SCMP_SYS(process_vm_readv),
+    SCMP_SYS(pipe2),      SCMP_SYS(lseek),    SCMP_SYS(uname),    SCMP_SYS(tgkill),
+    SCMP_SYS(tkill),      SCMP_SYS(kill),     SCMP_SYS(rt_sigtimedwait),
+};
+#endif
+
+bool seccomp_relaxed_for_sanitizers(void)
+{
+#ifdef KILN_SANITIZED
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* Whether a sanitizer build already allows `nr` outright (then no argument rule is added). */
+static bool sanitizer_allows(int nr)
+{
+#ifdef KILN_SANITIZED
+    for (size_t i = 0; i < ARRAY_SIZE(sanitizer_calls); i++)
+        if (sanitizer_calls[i] == nr)
+            return true;
+#endif
+    (void)nr;
+    return false;
+}
+
+/* Argument `n` compared with `op` (libseccomp's SCMP_An macros leave datum_b out). */
+static struct scmp_arg_cmp arg_is(unsigned n, enum scmp_compare op, scmp_datum_t a, scmp_datum_t b)
+{
+    return (struct scmp_arg_cmp){.arg = n, .op = op, .datum_a = a, .datum_b = b};
+}
+
+/* One allow rule, with argument checks (n of them) unless the call is allowed outright. */
+static int allow(scmp_filter_ctx ctx, int nr, unsigned n, struct scmp_arg_cmp cmp)
+{
+    if (sanitizer_allows(nr))
+        return 0;
+    int ret = n ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, cmp)
+                : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    return ret == -EEXIST ? 0 : ret; /* listed twice (a kind's and a common call) */
+}
+
+struct kind_table {
+    const char *name;
+    const int *calls;
+    unsigned ncalls;
+    const unsigned long *ioctls;
+    unsigned nioctls;
+};
+
+#define TABLE(n, c, i) {n, c, ARRAY_SIZE(c), i, ARRAY_SIZE(i)}
+static const struct kind_table kinds[SECCOMP_THREAD_KINDS] = {
+    [SECCOMP_THREAD_VMM] = TABLE("vmm", vmm_calls, vmm_ioctls),
+    [SECCOMP_THREAD_VCPU] = TABLE("vcpu", vcpu_calls, vcpu_ioctls),
+    [SECCOMP_THREAD_WORKER] = TABLE("worker", worker_calls, worker_ioctls),
+    [SECCOMP_THREAD_API] = TABLE("api", api_calls, api_ioctls),
+};
+
+/* ---- rules with argument checks ---- */
+
+static int rule_ioctls(scmp_filter_ctx ctx, const struct kind_table *t)
+{
+    int ret = 0;
+    for (unsigned i = 0; i < t->nioctls && ret == 0; i++)
+        /* The kernel reads the request as 32 bits: compare those. */
+        ret = allow(ctx, SCMP_SYS(ioctl), 1,
+                    arg_is(1, SCMP_CMP_MASKED_EQ, 0xffffffffUL, t->ioctls[i]));
+    return ret;
+}
+
+/* No new executable memory: guest-influenced data must never become code. */
+static int rule_memory(scmp_filter_ctx ctx)
+{
+    return allow(ctx, SCMP_SYS(mmap), 1, arg_is(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))
+               ?: allow(ctx, SCMP_SYS(mprotect), 1, arg_is(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+}
+
+/* Signals only to our own threads (vCPU kicks, raise). */
+static int rule_tgkill(scmp_filter_ctx ctx)
+{
+    return allow(ctx, SCMP_SYS(tgkill), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
+}
+
+static int rule_vmm(scmp_filter_ctx ctx)
+{
+    int ret = rule_tgkill(ctx);
+    /* Threads (vCPUs after a reset), never processes. glibc falls back from clone3, whose
+     * flags live in memory a filter cannot read, to clone when told ENOSYS. */
+    ret = ret ?: allow(ctx, SCMP_SYS(clone), 1,
+                       arg_is(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    /* A disk's ring gives its image back at exit (block/aio_uring.c); no other registration. */
+    ret = ret ?: allow(ctx, SCMP_SYS(io_uring_register), 1,
+                       arg_is(1, SCMP_CMP_EQ, IORING_UNREGISTER_FILES, 0));
+    /* Libraries may look for a file now and then (libslirp rereads /etc/resolv.conf when
+     * the guest asks its DNS proxy): they get EACCES and cope, and no file is opened. */
+    static const int opens[] = {SCMP_SYS(open), SCMP_SYS(openat)};
+    for (unsigned i = 0; i < ARRAY_SIZE(opens) && ret == 0; i++)
+        if (!sanitizer_allows(opens[i]))
+            ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), opens[i], 0);
+    /* Sockets for user networking and vsock only: IP and Unix. */
+    static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
+    for (unsigned i = 0; i < ARRAY_SIZE(families) && ret == 0; i++)
+        ret = allow(ctx, SCMP_SYS(socket), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)families[i], 0));
+    /* New vCPU threads name themselves and add their own filter. */
+    static const int prctls[] = {PR_SET_NAME, PR_GET_SECCOMP, PR_SET_NO_NEW_PRIVS};
+    for (unsigned i = 0; i < ARRAY_SIZE(prctls) && ret == 0; i++)
+        ret = allow(ctx, SCMP_SYS(prctl), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)prctls[i], 0));
+    /* Nonblocking mode and close-on-exec on sockets; nothing else fcntl can do. */
+    static const int fcntls[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
+    for (unsigned i = 0; i < ARRAY_SIZE(fcntls) && ret == 0; i++)
+        ret = allow(ctx, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
+    return ret;
+}
+
+static int rule_api(scmp_filter_ctx ctx)
+{
+    int ret = rule_tgkill(ctx);
+    static const int fcntls[] = {F_GETFL, F_SETFL};
+    for (unsigned i = 0; i < ARRAY_SIZE(fcntls) && ret == 0; i++)
+        ret = allow(ctx, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
+    return ret;
+}
+
+static int rule_kind(scmp_filter_ctx ctx, enum seccomp_thread_kind kind)
+{
+    switch (kind) {
+    case SECCOMP_THREAD_VMM:
+        return rule_vmm(ctx);
+    case SECCOMP_THREAD_VCPU:
+        return rule_tgkill(ctx);
+    case SECCOMP_THREAD_API:
+        return rule_api(ctx);
+    default:
+        return 0;
+    }
+}
+
+static int add_calls(scmp_filter_ctx ctx, const int *calls, unsigned n)
+{
+    int ret = 0;
+    for (unsigned i = 0; i < n && ret == 0; i++)
+        ret = allow(ctx, calls[i], 0, (struct scmp_arg_cmp){0});
+    return ret;
+}
+
+static scmp_filter_ctx build_filter(enum seccomp_thread_kind kind)
+{
+    const struct kind_table *t = &kinds[kind];
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+    if (!ctx)
+        return NULL;
+    int ret = 0;
+#ifdef KILN_SANITIZED
+    for (unsigned i = 0; i < ARRAY_SIZE(sanitizer_calls) && ret == 0; i++)
+        ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sanitizer_calls[i], 0);
+#endif
+    ret = ret ?: add_calls(ctx, common_calls, ARRAY_SIZE(common_calls));
+    ret = ret ?: add_calls(ctx, t->calls, t->ncalls);
+    ret = ret ?: rule_memory(ctx);
+    ret = ret ?: rule_ioctls(ctx, t);
+    ret = ret ?: rule_kind(ctx, kind);
+    if (ret < 0) {
+        seccomp_release(ctx);
+        errno = -ret;
+        return NULL;
+    }
+    return ctx;
+}
+
+/* ---- the violation handler ---- */
+
+/*
+ * Syscall names and each thread's kind, for the SIGSYS handler: it cannot be given a
+ * context, and it may only use async-signal-safe calls (no malloc, no stdio), so the names
+ * are resolved in advance. Process-wide by nature, written before any filter exists.
+ */
+#define MAX_SYSCALL_NR 512
+static const char *syscall_names[MAX_SYSCALL_NR];
+static __thread int thread_kind = -1;
+
+static size_t append(char *buf, size_t at, size_t cap, const char *s)
+{
+    while (*s && at + 1 < cap)
+        buf[at++] = *s++;
+    return at;
+}
+
+static size_t append_uint(char *buf, size_t at, size_t cap, unsigned long v)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < (int)sizeof(digits));
+    while (n > 0 && at + 1 < cap)
+        buf[at++] = digits[--n];
+    return at;
+}
+
+static size_t append_hex(char *buf, size_t at, size_t cap, unsigned long long v)
+{
+    char digits[16];
+    int n = 0;
+    do {
+        digits[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v && n < (int)sizeof(digits));
+    at = append(buf, at, cap, "0x");
+    while (n > 0 && at + 1 < cap)
+        buf[at++] = digits[--n];
+    return at;
+}
+
+static void seccomp_violation(int sig, siginfo_t *info, void *uctx)
+{
+    char msg[224];
+    size_t n = append(msg, 0, sizeof(msg), "kiln: seccomp: forbidden system call ");
+    int nr = info->si_syscall;
+    const char *name = nr >= 0 && nr < MAX_SYSCALL_NR ? syscall_names[nr] : NULL;
+    n = append(msg, n, sizeof(msg), name ? name : "?");
+    n = append(msg, n, sizeof(msg), " (");
+    n = append_uint(msg, n, sizeof(msg), (unsigned long)(unsigned)nr);
+    /* The first two arguments tell an ioctl request or a socket family apart. */
+    const ucontext_t *uc = uctx;
+    n = append(msg, n, sizeof(msg), ", arguments ");
+    n = append_hex(msg, n, sizeof(msg), (unsigned long long)uc->uc_mcontext.gregs[REG_RDI]);
+    n = append(msg, n, sizeof(msg), " ");
+    n = append_hex(msg, n, sizeof(msg), (unsigned long long)uc->uc_mcontext.gregs[REG_RSI]);
+    n = append(msg, n, sizeof(msg), ") in a ");
+    n = append(msg, n, sizeof(msg),
+               thread_kind >= 0 ? kinds[thread_kind].name : "vmm (inherited)");
+    n = append(msg, n, sizeof(msg), " thread; stopping\n");
+    ssize_t ignored = write(STDERR_FILENO, msg, n);
+    (void)ignored;
+    console_crash_restore();
+    _exit(KILN_EXIT_VM_FAILED);
+    (void)sig;
+}
+
+int seccomp_prepare(void)
+{
+    uint32_t arch = seccomp_arch_native();
+    for (int nr = 0; nr < MAX_SYSCALL_NR; nr++)
+        if (!syscall_names[nr])
+            syscall_names[nr] = seccomp_syscall_resolve_num_arch(arch, nr); /* kept for good */
+    /* localtime_r (the RTC) reads /etc/localtime the first time; do it while we may. */
+    tzset();
+    struct sigaction sa = {.sa_sigaction = seccomp_violation, .sa_flags = SA_SIGINFO};
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGSYS, &sa, NULL) < 0 ? -errno : 0;
+}
+
+int seccomp_install(enum seccomp_thread_kind kind)
+{
+    if ((unsigned)kind >= SECCOMP_THREAD_KINDS)
+        return -EINVAL;
+    scmp_filter_ctx ctx = build_filter(kind);
+    if (!ctx)
+        return -errno;
+    int ret = 0;
+    if (kind == SECCOMP_THREAD_VMM)
+        ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    /* A blocked SIGSYS would kill kiln without the report: the kernel then resets the
+     * handler. Threads that block everything else (I/O workers) must leave this one. */
+    sigset_t sys;
+    sigemptyset(&sys);
+    sigaddset(&sys, SIGSYS);
+    pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
+    /* Set first: the handler must know the kind from the very first trapped call. */
+    int old_kind = thread_kind;
+    thread_kind = kind;
+    ret = ret ?: seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (ret != 0)
+        thread_kind = old_kind;
+    return ret > 0 ? -ECHILD : ret; /* TSYNC: a thread that could not be synchronized */
+}
+
+bool seccomp_thread_filtered(void)
+{
+    return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 2;
+}
+
+static void count_call(bool *seen, unsigned *count, int nr)
+{
+    if (nr >= 0 && nr < MAX_SYSCALL_NR && !seen[nr]) {
+        seen[nr] = true;
+        (*count)++;
+    }
+}
+
+unsigned seccomp_allowed_count(enum seccomp_thread_kind kind)
+{
+    if ((unsigned)kind >= SECCOMP_THREAD_KINDS)
+        return 0;
+    const struct kind_table *t = &kinds[kind];
+    bool seen[MAX_SYSCALL_NR] = {false};
+    unsigned count = 0;
+    for (unsigned i = 0; i < ARRAY_SIZE(common_calls); i++)
+        count_call(seen, &count, common_calls[i]);
+    for (unsigned i = 0; i < t->ncalls; i++)
+        count_call(seen, &count, t->calls[i]);
+    /* The calls allowed only with argument checks (rule_*). */
+    count_call(seen, &count, SCMP_SYS(mmap));
+    count_call(seen, &count, SCMP_SYS(mprotect));
+    count_call(seen, &count, SCMP_SYS(ioctl));
+    if (kind != SECCOMP_THREAD_WORKER)
+        count_call(seen, &count, SCMP_SYS(tgkill));
+    if (kind == SECCOMP_THREAD_VMM || kind == SECCOMP_THREAD_API)
+        count_call(seen, &count, SCMP_SYS(fcntl));
+    if (kind == SECCOMP_THREAD_VMM) {
+        count_call(seen, &count, SCMP_SYS(clone));
+        count_call(seen, &count, SCMP_SYS(socket));
+        count_call(seen, &count, SCMP_SYS(prctl));
+        count_call(seen, &count, SCMP_SYS(io_uring_register));
+    }
+    return count;
+}
+
+const char *seccomp_thread_kind_name(enum seccomp_thread_kind kind)
+{
+    return (unsigned)kind < SECCOMP_THREAD_KINDS ? kinds[kind].name : "?";
+}
+
+void seccomp_test_trigger(enum seccomp_thread_kind kind)
+{
+#ifdef KILN_SECCOMP_TEST
+    const char *want = getenv("KILN_SECCOMP_TRIGGER");
+    if (!want || strcmp(want, seccomp_thread_kind_name(kind)) != 0)
+        return;
+    log_info("seccomp test: making a forbidden call from a %s thread", want);
+    if (kind == SECCOMP_THREAD_VMM) {
+        char *const argv[] = {"true", NULL};
+        execve("/nonexistent/kiln-seccomp-test", argv, argv + 1); /* no thread may exec */
+    } else {
+        int fd = socket(AF_INET, SOCK_DGRAM, 0); /* only the main thread makes sockets */
+        if (fd >= 0)
+            close(fd);
+    }
+#else
+    (void)kind;
+#endif
+}
