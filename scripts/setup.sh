@@ -7,11 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: compiler, meson/ninja, pkg-config; libraries: liburing (virtio-blk I/O), libslirp
-# and glib (user-mode networking), libmicrohttpd and jansson (the API: HTTP, JSON). Tests: cmocka, iasl/acpiexec (ACPI checks), e2fsprogs
+# and glib (user-mode networking), libmicrohttpd and jansson (the API: HTTP, JSON), zlib
+# (snapshot state file checksums). Tests: cmocka, iasl/acpiexec (ACPI checks), e2fsprogs
 # and iproute2 (disk and network tests). Guests: busybox-static, kernel packages unpacked
 # with dpkg-deb, lz4 (cloud kernel payload), kmod (module dependencies). Stock-KVM host: QEMU.
 PACKAGES=(gcc libc6-dev make meson ninja-build pkg-config liburing-dev libslirp-dev
-          libglib2.0-dev libmicrohttpd-dev libjansson-dev libcmocka-dev acpica-tools binutils python3 busybox-static lz4 xz-utils
+          libglib2.0-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libcmocka-dev acpica-tools binutils python3 busybox-static lz4 xz-utils
           cpio kmod qemu-system-x86 util-linux e2fsprogs iproute2)
 
 missing=()
