@@ -125,14 +125,13 @@ static int exit_for_stop(enum vm_stop_reason reason)
 
 static void warn_if_no_hw_virt(const struct boot_images *img)
 {
-    enum kernel_format f = img->format;
-    if (f == KERNEL_FORMAT_RAW || host_has_hw_virt() != 0)
+    if (!img || img->format == KERNEL_FORMAT_RAW || host_has_hw_virt() != 0)
         return;
     log_warn("this CPU reports no hardware virtualization (vmx/svm): /dev/kvm is likely "
              "emulated and may not run a full Linux kernel");
 }
 
-static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks)
+int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks)
 {
     struct kvm kvm;
     if (kvm_open(&kvm, cfg->kvm_path) < 0)
@@ -154,9 +153,11 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct r
         if (ret == -ENOMEM)
             log_error("cannot allocate %lluM of guest memory",
                       (unsigned long long)(cfg->memory >> 20));
-        else
+        else if (ret != -EBADMSG) /* an unusable snapshot was reported already */
             log_error("setting up the VM: %s", strerror(-ret));
-        status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_VM_FAILED;
+        status = ret == -ENOMEM    ? KILN_EXIT_RESOURCES
+                 : ret == -EBADMSG ? KILN_EXIT_BAD_IMAGE
+                                   : KILN_EXIT_VM_FAILED;
     } else if ((ret = vm_add_devices(vm)) < 0) {
         status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
     } else {
@@ -168,7 +169,7 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct r
         ret = vm_run(vm, &reason);
         if (hooks && hooks->finished)
             hooks->finished(vm, hooks->opaque);
-        if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG)
+        if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG || ret == -EBADMSG)
             status = KILN_EXIT_BAD_IMAGE;
         else if (ret < 0)
             status = KILN_EXIT_VM_FAILED;
@@ -222,6 +223,8 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
+    if (cfg.restore_dir)
+        return run_restored(&cfg);
     /* Under the API or a config file there is no default guest: the client names one. */
     if (cfg.api_sock || cfg.config_file)
         return run_controlled(&cfg);

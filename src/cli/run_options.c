@@ -62,6 +62,11 @@ const char run_options_usage[] =
     "                            schema (\"boot-source\", \"machine-config\", \"drives\"...)\n"
     "      --id NAME             the instance id the API reports (GET /)\n"
     "\n"
+    "Snapshots (docs/snapshot.md):\n"
+    "      --restore DIR         continue the VM saved in DIR (its files 'state' and\n"
+    "                            'memory', from PUT /snapshot/create) instead of booting a\n"
+    "                            kernel; memory size and vCPUs come from the snapshot\n"
+    "\n"
     "Other:\n"
     "  -v, --verbose             more messages: run statistics at exit; twice: debug,\n"
     "                            e.g. unclaimed I/O\n"
@@ -72,7 +77,8 @@ const char run_options_usage[] =
     "  0  the guest powered off, or rebooted under --no-reboot, or you quit (Ctrl-A x)\n"
     "  1  the VM failed while running (KVM error, guest crash); details on stderr\n"
     "  2  bad command line (unknown option, bad value, no default guest)\n"
-    "  3  the kernel or initrd could not be used (missing, unreadable, not a kernel)\n"
+    "  3  the kernel, initrd or snapshot could not be used (missing, unreadable, not a\n"
+    "     kernel; a snapshot damaged, truncated or of another version or architecture)\n"
     "  4  KVM is unavailable (/dev/kvm missing or inaccessible, or lacks a feature)\n"
     "  5  the host cannot provide the resources (memory, threads)\n"
     "  6  a device could not be set up (disk image missing or locked, tap device\n"
@@ -94,6 +100,7 @@ enum {
     OPT_API_SOCK,
     OPT_CONFIG_FILE,
     OPT_ID,
+    OPT_RESTORE,
 };
 
 static const struct option run_long_options[] = {
@@ -114,6 +121,7 @@ static const struct option run_long_options[] = {
     {"api-sock", required_argument, NULL, OPT_API_SOCK},
     {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
     {"id", required_argument, NULL, OPT_ID},
+    {"restore", required_argument, NULL, OPT_RESTORE},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -178,6 +186,9 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         if (!arg[0] || strlen(arg) > 64)
             return fail(err, errlen, "--id: ids have 1 to 64 bytes");
         cfg->instance_id = arg;
+        return 0;
+    case OPT_RESTORE:
+        cfg->restore_dir = arg;
         return 0;
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;

@@ -16,6 +16,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "snapshot/snapshot.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/net.h"
@@ -406,20 +407,31 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
     bus_init(&vm->pio_bus, "pio");
     bus_init(&vm->mmio_bus, "mmio");
 
-    int ret = guest_mem_alloc(&vm->mem, config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
-    if (ret < 0)
-        return ret;
     vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
     if (!vm->vcpus)
         return -ENOMEM;
     for (unsigned i = 0; i < vm->ncpus; i++)
         vm->vcpus[i].fd = -1;
-    ret = console_init(&vm->console, STDIN_FILENO, STDOUT_FILENO, config->console_log);
+    int ret = console_init(&vm->console, STDIN_FILENO, STDOUT_FILENO, config->console_log);
     if (ret < 0) {
         log_error("console log '%s': %s", config->console_log, strerror(-ret));
         return ret;
     }
     vm_init_devices(vm);
+    /* After the console and devices exist, so that vm_destroy() can undo a failure here. */
+    if (config->restore) {
+        char err[256];
+        ret = snapshot_map_memory(config->restore, config->restore_mem_path, &vm->mem, err,
+                                  sizeof(err));
+        if (ret < 0) {
+            log_error("restore: %s", err);
+            return ret == -ENOMEM ? ret : -EBADMSG;
+        }
+    } else {
+        ret = guest_mem_alloc(&vm->mem, config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
+        if (ret < 0)
+            return ret;
+    }
     vm->next_bar = (uint32_t)X86_PCI_MMIO_START;
     vm->console_receive = vm_uart_receive;
     vm->console_receive_opaque = &vm->com1;
@@ -542,6 +554,23 @@ static int vm_load_guest(struct vm *vm)
     return x86_vcpu_set_entry(vm->vcpus[0].fd, &entry);
 }
 
+/* The first boot of a VM made from a snapshot continues the snapshot instead. */
+static bool vm_restoring(const struct vm *vm)
+{
+    return vm->config->restore && vm->boots == 0;
+}
+
+static int vm_restore(struct vm *vm)
+{
+    char err[256];
+    int ret = snapshot_apply(vm, vm->config->restore, err, sizeof(err));
+    if (ret < 0) {
+        log_error("restore: %s", err);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
 static void vm_teardown_kvm(struct vm *vm)
 {
     for (unsigned i = 0; i < vm->ncpus; i++)
@@ -584,10 +613,16 @@ static int vm_boot(struct vm *vm)
         log_error("creating the VM: %s", strerror(-ret));
         return ret;
     }
-    ret = vm_load_guest(vm);
+    ret = vm_restoring(vm) ? vm_restore(vm) : vm_load_guest(vm);
     if (ret < 0)
         return ret;
     vm->boots++;
+    if (vm->boots == 1 && vm->config->restore && vm->config->restore_paused) {
+        /* Restored but not resumed: the vCPUs park at once, the clock waits for resume. */
+        atomic_store(&vm->paused, true);
+        vm->paused_clock =
+            (struct vm_paused_clock){true, vm->boots, vm->config->restore->vm.clock};
+    }
     console_enter_raw(&vm->console);
     pthread_mutex_lock(&vm->run_lock);
     for (unsigned i = 0; ret == 0 && i < vm->ncpus; i++) {
@@ -619,6 +654,11 @@ int vm_run(struct vm *vm, enum vm_stop_reason *reason)
         *reason = atomic_load(&vm->stop_reason);
         if (*reason != VM_STOP_RESET || vm->config->no_reboot)
             break;
+        if (!vm->images) {
+            log_info("guest reset: a VM restored from a snapshot has no kernel to boot again; "
+                     "exiting");
+            break;
+        }
         log_debug("guest reset: rebooting");
         vm_reset(vm);
     }

@@ -7,6 +7,8 @@
 
 #include <limits.h>
 
+struct snapshot;
+
 enum kernel_format {
     KERNEL_FORMAT_AUTO,    /* bzImage or ELF, by magic number */
     KERNEL_FORMAT_BZIMAGE, /* Linux x86 boot protocol, 64-bit entry */
@@ -89,6 +91,11 @@ struct vm_config {
     const char *api_sock;    /* serve the API here; boot only on InstanceStart */
     const char *config_file; /* boot from this Firecracker-schema JSON file */
     const char *instance_id; /* the id GET / reports */
+    /* kiln run --restore DIR: the VM is rebuilt from this snapshot instead of booted. */
+    const char *restore_dir;
+    const struct snapshot *restore; /* parsed and checked; owned by the caller */
+    const char *restore_mem_path;
+    bool restore_paused; /* the restored VM waits for a resume (API: resume_vm false) */
 };
 
 #endif
