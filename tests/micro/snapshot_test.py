@@ -245,6 +245,8 @@ def main():
     ap.add_argument("--guests", required=True)
     ap.add_argument("test", choices=sorted(TESTS))
     a = ap.parse_args()
+    a.kiln = os.path.abspath(a.kiln)  # kiln runs in per-test directories
+    a.guests = os.path.abspath(a.guests)
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         print("SKIP: /dev/kvm is not usable")
         return EXIT_SKIP
