@@ -89,15 +89,16 @@ static int control_snapshot_load(void *opaque, const char *state_path, const cha
 }
 
 /* Runs under ctl->lock so that the VM cannot be torn down while its memory is written. */
-static int control_snapshot_create(void *opaque, const char *state_path, const char *mem_path,
-                                   char *err, size_t errlen)
+static int control_snapshot_create(void *opaque, bool diff, const char *state_path,
+                                   const char *mem_path, char *err, size_t errlen)
 {
     struct control *ctl = opaque;
     pthread_mutex_lock(&ctl->lock);
     int ret = -ESRCH;
     uint64_t t0 = monotonic_ns();
     if (ctl->vm)
-        ret = snapshot_create(ctl->vm, state_path, mem_path, err, errlen);
+        ret = snapshot_create(ctl->vm, diff ? SNAPSHOT_DIFF : SNAPSHOT_FULL, state_path,
+                              mem_path, err, errlen);
     else
         snprintf(err, errlen, "snapshot/create: the VM is not running");
     pthread_mutex_unlock(&ctl->lock);

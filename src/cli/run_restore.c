@@ -55,6 +55,7 @@ int restore_and_run(struct vm_config *cfg, const char *state_path, const char *m
     cfg->memory = snap->memory;
     cfg->cpus = snap->ncpus;
     cfg->restore = snap;
+    cfg->restore_state_path = state_path;
     cfg->restore_mem_path = mem_path;
     status = run_vm(cfg, NULL, hooks);
     cfg->restore = NULL;

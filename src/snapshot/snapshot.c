@@ -2,9 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,7 +62,8 @@ static int parse_config(struct snapshot *snap, struct state_reader *r, char *err
 static int check_regions(const struct snapshot *snap, char *err, size_t errlen)
 {
     uint64_t low = snap->memory < X86_PCI_HOLE_START ? snap->memory : X86_PCI_HOLE_START;
-    struct snapshot_region want[2] = {{0, low, 0}, {X86_HIGH_RAM_START, snap->memory - low, low}};
+    struct snapshot_region want[2] = {{.gpa = 0, .size = low, .offset = 0},
+                                      {.gpa = X86_HIGH_RAM_START, .size = snap->memory - low, .offset = low}};
     unsigned nwant = snap->memory > low ? 2 : 1;
     bool same = snap->nregions == nwant;
     for (unsigned i = 0; same && i < nwant; i++)
@@ -70,6 +75,46 @@ static int check_regions(const struct snapshot *snap, char *err, size_t errlen)
         return -EBADMSG;
     }
     return 0;
+}
+
+/* A length-prefixed absolute path. */
+static void get_path(struct state_reader *r, char *out)
+{
+    uint16_t len = state_get_u16(r);
+    if (len == 0 || len >= SNAPSHOT_PATH_MAX) {
+        state_reader_fail(r);
+        out[0] = '\0';
+        return;
+    }
+    state_get_bytes(r, out, len);
+    out[len] = '\0';
+    if (out[0] != '/' || strlen(out) != len)
+        state_reader_fail(r);
+}
+
+static size_t dirty_bytes(uint64_t size)
+{
+    return (size_t)((size / 4096 + 7) / 8);
+}
+
+/* A diff's page bitmaps: one per region, exactly as long as its pages need, no stray bits. */
+static int get_dirty_maps(struct snapshot *snap, struct state_reader *r)
+{
+    for (unsigned i = 0; i < snap->nregions; i++) {
+        struct snapshot_region *g = &snap->regions[i];
+        uint32_t len = state_get_u32(r);
+        if (r->error || g->size % 4096 || len != dirty_bytes(g->size) || len > r->len - r->pos)
+            return -EBADMSG;
+        g->dirty = malloc(len ? len : 1);
+        if (!g->dirty)
+            return -ENOMEM;
+        g->dirty_len = len;
+        state_get_bytes(r, g->dirty, len);
+        unsigned tail = (unsigned)(g->size / 4096 % 8);
+        if (len && tail && (g->dirty[len - 1] >> tail))
+            return -EBADMSG;
+    }
+    return r->error ? -EBADMSG : 0;
 }
 
 static int parse_memory(struct snapshot *snap, struct state_reader *r, char *err, size_t errlen)
@@ -86,7 +131,23 @@ static int parse_memory(struct snapshot *snap, struct state_reader *r, char *err
         snap->regions[i].offset = state_get_u64(r);
     }
     snap->nregions = n;
-    if (state_reader_done(r) < 0) {
+    snap->id = state_get_u64(r);
+    uint8_t kind = state_get_u8(r);
+    int ret = 0;
+    if (kind == SNAPSHOT_DIFF) {
+        snap->kind = SNAPSHOT_DIFF;
+        snap->base_id = state_get_u64(r);
+        get_path(r, snap->base_state_path);
+        get_path(r, snap->base_mem_path);
+        ret = get_dirty_maps(snap, r);
+    } else if (kind != SNAPSHOT_FULL) {
+        ret = -EBADMSG;
+    }
+    if (ret == -ENOMEM) {
+        snprintf(err, errlen, "out of memory for the dirty-page maps");
+        return ret;
+    }
+    if (ret < 0 || state_reader_done(r) < 0) {
         snprintf(err, errlen, "memory: malformed section");
         return -EBADMSG;
     }
@@ -232,6 +293,8 @@ int snapshot_read(const char *path, struct snapshot *snap, char *err, size_t err
 
 void snapshot_free(struct snapshot *snap)
 {
+    for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++)
+        free(snap->regions[i].dirty);
     free(snap->vcpus);
     memset(snap, 0, sizeof(*snap));
 }
@@ -248,27 +311,64 @@ static bool page_is_zero(const uint8_t *p, size_t len)
 }
 
 #define MEM_CHUNK (64 * 1024) /* zero runs of this size become holes */
+#define PAGE 4096
 
-static int write_region(int fd, const struct guest_region *r, uint64_t offset)
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
-    for (uint64_t done = 0; done < r->size;) {
-        size_t n = r->size - done < MEM_CHUNK ? (size_t)(r->size - done) : MEM_CHUNK;
-        const uint8_t *p = r->hva + done;
-        if (!page_is_zero(p, n)) {
-            ssize_t w = pwrite(fd, p, n, (off_t)(offset + done));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                return w < 0 ? -errno : -EIO;
-            n = (size_t)w;
-        }
-        done += n;
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        p += w;
+        off += (uint64_t)w;
+        n -= (size_t)w;
     }
     return 0;
 }
 
-/* Guest RAM, region after region; the file is sized first so untouched pages stay holes. */
-static int save_memory(const struct guest_mem *mem, const char *path)
+static int write_region(int fd, const struct guest_region *r, uint64_t offset)
+{
+    for (uint64_t done = 0; done < r->size; done += MEM_CHUNK) {
+        size_t n = r->size - done < MEM_CHUNK ? (size_t)(r->size - done) : MEM_CHUNK;
+        if (!page_is_zero(r->hva + done, n)) {
+            int ret = pwrite_all(fd, r->hva + done, n, offset + done);
+            if (ret < 0)
+                return ret;
+        }
+    }
+    return 0;
+}
+
+static bool page_dirty(const uint8_t *map, uint64_t page)
+{
+    return map[page / 8] & (1u << (page % 8));
+}
+
+/* A diff: only the dirty pages, each run of them in one write; the rest stays a hole. */
+static int write_region_dirty(int fd, const struct guest_region *r, uint64_t offset,
+                              const uint8_t *map)
+{
+    uint64_t pages = r->size / PAGE;
+    for (uint64_t p = 0; p < pages;) {
+        if (!page_dirty(map, p)) {
+            p++;
+            continue;
+        }
+        uint64_t end = p;
+        while (end < pages && page_dirty(map, end))
+            end++;
+        int ret = pwrite_all(fd, r->hva + p * PAGE, (size_t)((end - p) * PAGE), offset + p * PAGE);
+        if (ret < 0)
+            return ret;
+        p = end;
+    }
+    return 0;
+}
+
+/* Guest RAM, region after region; the file is sized first so what is not written is a hole. */
+static int save_memory(const struct guest_mem *mem, const char *path, uint8_t *const *dirty)
 {
     char tmp[4200];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
@@ -279,7 +379,8 @@ static int save_memory(const struct guest_mem *mem, const char *path)
     int ret = ftruncate(fd, (off_t)mem->ram_size) < 0 ? -errno : 0;
     uint64_t offset = 0;
     for (unsigned i = 0; ret == 0 && i < mem->nregions; i++) {
-        ret = write_region(fd, &mem->regions[i], offset);
+        ret = dirty ? write_region_dirty(fd, &mem->regions[i], offset, dirty[i])
+                    : write_region(fd, &mem->regions[i], offset);
         offset += mem->regions[i].size;
     }
     if (ret == 0 && fsync(fd) < 0)
@@ -292,7 +393,21 @@ static int save_memory(const struct guest_mem *mem, const char *path)
     return ret;
 }
 
-static void put_config(struct state_writer *w, const struct vm *vm)
+/* What one snapshot_create call is writing. */
+struct save_job {
+    enum snapshot_kind kind;
+    uint64_t id;
+    uint8_t *dirty[GUEST_MEM_MAX_REGIONS]; /* diff: KVM's dirty log per region */
+    bool log_touched; /* the dirty log was read or restarted: the old base is gone */
+};
+
+static void put_path(struct state_writer *w, const char *path)
+{
+    state_put_u16(w, (uint16_t)strlen(path));
+    state_put_bytes(w, path, strlen(path));
+}
+
+static void put_config(struct state_writer *w, const struct vm *vm, const struct save_job *job)
 {
     state_section_begin(w, "config", CONFIG_VERSION, STATE_SECTION_MANDATORY);
     state_put_u8(w, (uint8_t)strlen(SNAPSHOT_ARCH));
@@ -311,7 +426,34 @@ static void put_config(struct state_writer *w, const struct vm *vm)
         state_put_u64(w, offset);
         offset += vm->mem.regions[i].size;
     }
+    state_put_u64(w, job->id);
+    state_put_u8(w, (uint8_t)job->kind);
+    if (job->kind == SNAPSHOT_DIFF) {
+        state_put_u64(w, vm->snapshot_base.id);
+        put_path(w, vm->snapshot_base.state_path);
+        put_path(w, vm->snapshot_base.mem_path);
+        for (unsigned i = 0; i < vm->mem.nregions; i++) {
+            size_t len = dirty_bytes(vm->mem.regions[i].size);
+            state_put_u32(w, (uint32_t)len);
+            state_put_bytes(w, job->dirty[i], len);
+        }
+    }
     state_section_end(w);
+}
+
+/* KVM's log of the pages written since the last snapshot (and clears it). */
+static int get_dirty_log(struct vm *vm, struct save_job *job)
+{
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        uint64_t pages = vm->mem.regions[i].size / PAGE;
+        job->dirty[i] = calloc((size_t)((pages + 63) / 64), sizeof(uint64_t));
+        if (!job->dirty[i])
+            return -ENOMEM;
+        struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = job->dirty[i]};
+        if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0)
+            return -errno;
+    }
+    return 0;
 }
 
 static void put_devices(struct state_writer *w, struct vm *vm)
@@ -370,27 +512,65 @@ static int put_kvm_state(struct state_writer *w, struct vm *vm, char *err, size_
     return ret;
 }
 
-/* Everything but RAM, while the vCPUs stay parked (run_lock held against a teardown). */
-static int capture_state(struct vm *vm, struct state_writer *w, char *err, size_t errlen)
+static bool vm_parked(struct vm *vm)
+{
+    return atomic_load(&vm->paused) && vm->fd >= 0 && vm->vcpus_parked >= vm->vcpus_running &&
+           vm->paused_clock.saved && atomic_load(&vm->stop_reason) == VM_STOP_NONE;
+}
+
+/*
+ * Everything but RAM, while the vCPUs stay parked (run_lock held against a teardown). The
+ * dirty log restarts here: RAM does not change until the VM is resumed, after the write.
+ */
+static int capture_state(struct vm *vm, struct save_job *job, struct state_writer *w, char *err,
+                         size_t errlen)
 {
     pthread_mutex_lock(&vm->run_lock);
     int ret = 0;
-    if (!atomic_load(&vm->paused) || vm->fd < 0 || vm->vcpus_parked < vm->vcpus_running ||
-        !vm->paused_clock.saved || atomic_load(&vm->stop_reason) != VM_STOP_NONE) {
+    if (!vm_parked(vm)) {
         snprintf(err, errlen, "the VM must be paused (PATCH /vm {\"state\": \"Paused\"}) first");
         ret = -EBUSY;
+    } else if (job->kind == SNAPSHOT_DIFF && (!vm->dirty_log || !vm->snapshot_base.valid)) {
+        snprintf(err, errlen, "a Diff snapshot needs a previous snapshot of this VM to refer to "
+                              "(take a Full one first, or restore from one)");
+        ret = -ENOTSUP;
+    } else if (job->kind == SNAPSHOT_DIFF) {
+        job->log_touched = true;
+        if ((ret = get_dirty_log(vm, job)) < 0)
+            snprintf(err, errlen, "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
     } else {
-        put_config(w, vm);
-        ret = put_kvm_state(w, vm, err, errlen);
-        if (ret == 0)
-            put_devices(w, vm);
+        job->log_touched = true;
+        if ((ret = vm_dirty_log_start(vm)) < 0)
+            snprintf(err, errlen, "starting dirty-page logging: %s", strerror(-ret));
     }
+    if (ret == 0) {
+        put_config(w, vm, job);
+        ret = put_kvm_state(w, vm, err, errlen);
+    }
+    if (ret == 0)
+        put_devices(w, vm);
     pthread_mutex_unlock(&vm->run_lock);
     return ret;
 }
 
-int snapshot_create(struct vm *vm, const char *state_path, const char *mem_path, char *err,
-                    size_t errlen)
+/* This snapshot becomes what the next diff refers to (by absolute paths). */
+static void set_base(struct vm *vm, uint64_t id, const char *state_path, const char *mem_path)
+{
+    struct vm_snapshot_base *b = &vm->snapshot_base;
+    b->valid = realpath(state_path, b->state_path) && realpath(mem_path, b->mem_path);
+    b->id = id;
+}
+
+static uint64_t random_id(void)
+{
+    uint64_t id = 0;
+    if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+        id = monotonic_ns() ^ ((uint64_t)getpid() << 32);
+    return id;
+}
+
+int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_path,
+                    const char *mem_path, char *err, size_t errlen)
 {
     /* Never a snapshot that silently loses a device's state. */
     if (vm->nvirtio) {
@@ -399,18 +579,26 @@ int snapshot_create(struct vm *vm, const char *state_path, const char *mem_path,
                  vm->nvirtio);
         return -ENOTSUP;
     }
+    struct save_job job = {.kind = kind, .id = random_id()};
     struct state_writer w;
     state_writer_init(&w);
-    int ret = capture_state(vm, &w, err, errlen);
+    int ret = capture_state(vm, &job, &w, err, errlen);
     const uint8_t *data;
     size_t len;
     if (ret == 0 && (ret = state_writer_finish(&w, &data, &len)) < 0)
         snprintf(err, errlen, "building the state file: %s", strerror(-ret));
-    if (ret == 0 && (ret = save_memory(&vm->mem, mem_path)) < 0)
+    if (ret == 0 && (ret = save_memory(&vm->mem, mem_path, kind == SNAPSHOT_DIFF ? job.dirty
+                                                                                 : NULL)) < 0)
         snprintf(err, errlen, "memory file '%s': %s", mem_path, strerror(-ret));
     if (ret == 0 && (ret = state_file_write_atomic(state_path, data, len)) < 0)
         snprintf(err, errlen, "state file '%s': %s", state_path, strerror(-ret));
+    if (ret == 0)
+        set_base(vm, job.id, state_path, mem_path);
+    else if (job.log_touched)
+        vm->snapshot_base.valid = false; /* the dirty log was consumed or restarted */
     state_writer_free(&w);
+    for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++)
+        free(job.dirty[i]);
     return ret;
 }
 
@@ -424,26 +612,132 @@ int snapshot_dir_paths(const char *dir, char *state, size_t slen, char *mem, siz
 }
 
 
-int snapshot_map_memory(const struct snapshot *snap, const char *mem_path,
-                        struct guest_mem *mem, char *err, size_t errlen)
+static int open_mem_file(const struct snapshot *snap, const char *mem_path, char *err,
+                         size_t errlen)
 {
     int fd = open(mem_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
+        int ret = -errno;
         snprintf(err, errlen, "memory file '%s': %s", mem_path, strerror(errno));
-        return -errno;
+        return ret;
     }
     struct stat st;
-    int ret = 0;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != snap->mem_file_size) {
         snprintf(err, errlen, "memory file '%s': not a regular file of %llu bytes", mem_path,
                  (unsigned long long)snap->mem_file_size);
-        ret = -EBADMSG;
-    } else if ((ret = guest_mem_map_file(mem, fd, snap->memory, X86_PCI_HOLE_START,
-                                         X86_HIGH_RAM_START)) < 0) {
-        snprintf(err, errlen, "mapping memory file '%s': %s", mem_path, strerror(-ret));
+        close(fd);
+        return -EBADMSG;
     }
-    close(fd); /* the mapping keeps the file */
+    return fd;
+}
+
+static int pread_all(int fd, uint8_t *p, size_t n, uint64_t off)
+{
+    while (n) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        p += r;
+        off += (uint64_t)r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Reads a diff's pages over the memory its bases built (they become private copies). */
+static int overlay_diff(const struct snapshot *snap, int fd, struct guest_mem *mem)
+{
+    for (unsigned i = 0; i < snap->nregions; i++) {
+        const struct snapshot_region *g = &snap->regions[i];
+        uint8_t *hva = guest_mem_ptr(mem, g->gpa, g->size);
+        if (!hva)
+            return -EFAULT;
+        uint64_t pages = g->size / PAGE;
+        for (uint64_t p = 0; p < pages;) {
+            if (!page_dirty(g->dirty, p)) {
+                p++;
+                continue;
+            }
+            uint64_t end = p;
+            while (end < pages && page_dirty(g->dirty, end))
+                end++;
+            int ret = pread_all(fd, hva + p * PAGE, (size_t)((end - p) * PAGE),
+                                g->offset + p * PAGE);
+            if (ret < 0)
+                return ret;
+            p = end;
+        }
+    }
+    return 0;
+}
+
+/* The base a diff names: its own checks, then it must be the very snapshot the diff saw. */
+static int read_base(const struct snapshot *snap, struct snapshot *base, char *err, size_t errlen)
+{
+    char why[256];
+    int ret = snapshot_read(snap->base_state_path, base, why, sizeof(why));
+    if (ret < 0) {
+        snprintf(err, errlen, "base snapshot '%s': %s", snap->base_state_path, why);
+        return ret == -ENOMEM ? ret : -EBADMSG;
+    }
+    if (base->id != snap->base_id || base->memory != snap->memory) {
+        snprintf(err, errlen, "base snapshot '%s' is not the one this diff was taken on",
+                 snap->base_state_path);
+        snapshot_free(base);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+static int map_chain(const struct snapshot *snap, const char *mem_path, struct guest_mem *mem,
+                     unsigned depth, char *err, size_t errlen)
+{
+    int ret;
+    if (snap->kind == SNAPSHOT_DIFF) {
+        if (depth >= SNAPSHOT_MAX_CHAIN) {
+            snprintf(err, errlen, "more than %d diff snapshots on top of each other",
+                     SNAPSHOT_MAX_CHAIN);
+            return -EBADMSG;
+        }
+        struct snapshot *base = calloc(1, sizeof(*base));
+        if (!base)
+            return -ENOMEM;
+        ret = read_base(snap, base, err, errlen);
+        if (ret == 0) {
+            ret = map_chain(base, snap->base_mem_path, mem, depth + 1, err, errlen);
+            snapshot_free(base);
+        }
+        free(base);
+        if (ret < 0)
+            return ret;
+    }
+    int fd = open_mem_file(snap, mem_path, err, errlen);
+    if (fd < 0) {
+        if (snap->kind == SNAPSHOT_DIFF)
+            guest_mem_free(mem);
+        return fd;
+    }
+    if (snap->kind == SNAPSHOT_FULL) {
+        ret = guest_mem_map_file(mem, fd, snap->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
+        if (ret < 0)
+            snprintf(err, errlen, "mapping memory file '%s': %s", mem_path, strerror(-ret));
+    } else {
+        ret = overlay_diff(snap, fd, mem);
+        if (ret < 0) {
+            snprintf(err, errlen, "memory file '%s': %s", mem_path, strerror(-ret));
+            guest_mem_free(mem);
+        }
+    }
+    close(fd); /* a mapping keeps its file */
     return ret;
+}
+
+int snapshot_map_memory(const struct snapshot *snap, const char *mem_path,
+                        struct guest_mem *mem, char *err, size_t errlen)
+{
+    return map_chain(snap, mem_path, mem, 0, err, errlen);
 }
 
 int snapshot_apply(struct vm *vm, const struct snapshot *snap, char *err, size_t errlen)

@@ -25,13 +25,29 @@ struct vm;
 #define SNAPSHOT_STATE_NAME "state"
 #define SNAPSHOT_MEMORY_NAME "memory"
 
+#define SNAPSHOT_PATH_MAX 4096
+#define SNAPSHOT_MAX_CHAIN 32 /* diffs on diffs: how deep a restore follows bases */
+
 struct snapshot_region {
     uint64_t gpa;
     uint64_t size;
     uint64_t offset; /* in the memory file */
+    /* Diff snapshots: bit per 4 KiB page, set for the pages the memory file holds. */
+    uint8_t *dirty;
+    size_t dirty_len;
+};
+
+enum snapshot_kind {
+    SNAPSHOT_FULL = 0, /* the memory file holds all of RAM */
+    SNAPSHOT_DIFF = 1, /* only the pages written since the base snapshot */
 };
 
 struct snapshot {
+    uint64_t id; /* random, names this snapshot to the diffs made on top of it */
+    enum snapshot_kind kind;
+    uint64_t base_id; /* diff: the base snapshot's id and files (absolute paths) */
+    char base_state_path[SNAPSHOT_PATH_MAX];
+    char base_mem_path[SNAPSHOT_PATH_MAX];
     uint64_t memory; /* bytes of guest RAM */
     unsigned ncpus;
     uint64_t mem_file_size;
@@ -58,16 +74,21 @@ void snapshot_free(struct snapshot *snap);
 
 /*
  * Saves a paused VM: guest RAM to `mem_path`, then the state file to `state_path` (the
- * state file's rename is the commit point). -EBUSY if the VM is not paused, -ENOTSUP if a
- * device cannot be saved yet; the reason is in `err`.
+ * state file's rename is the commit point). A diff writes only the pages dirtied since the
+ * VM's previous snapshot (the last one taken, or the one it was restored from) and refers
+ * to it. -EBUSY if the VM is not paused, -ENOTSUP if a device cannot be saved yet or a
+ * diff has no base; the reason is in `err`.
  */
-int snapshot_create(struct vm *vm, const char *state_path, const char *mem_path, char *err,
-                    size_t errlen);
+int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_path,
+                    const char *mem_path, char *err, size_t errlen);
 
 /* DIR/state and DIR/memory. -ENAMETOOLONG if they do not fit. */
 int snapshot_dir_paths(const char *dir, char *state, size_t slen, char *mem, size_t mlen);
 
-/* Maps the memory file MAP_PRIVATE after checking its size against the snapshot. */
+/*
+ * Maps the memory file MAP_PRIVATE after checking its size against the snapshot; for a
+ * diff, maps its chain of bases first and reads the diff's pages over them.
+ */
 int snapshot_map_memory(const struct snapshot *snap, const char *mem_path,
                         struct guest_mem *mem, char *err, size_t errlen);
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,16 @@ static time_t host_time(void)
     return time(NULL);
 }
 
+/* A restored VM logs dirty pages from the start: a diff can refer to what it came from. */
+static void vm_restored_base(struct vm *vm)
+{
+    struct vm_snapshot_base *b = &vm->snapshot_base;
+    vm->dirty_log = true;
+    b->id = vm->config->restore->id;
+    b->valid = realpath(vm->config->restore_state_path, b->state_path) &&
+               realpath(vm->config->restore_mem_path, b->mem_path);
+}
+
 /* Devices that keep their guest-visible state across resets are built once, here. */
 static void vm_init_devices(struct vm *vm)
 {
@@ -427,6 +438,7 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
             log_error("restore: %s", err);
             return ret == -ENOMEM ? ret : -EBADMSG;
         }
+        vm_restored_base(vm);
     } else {
         ret = guest_mem_alloc(&vm->mem, config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
         if (ret < 0)
@@ -483,6 +495,46 @@ int vm_add_devices(struct vm *vm)
     return ret;
 }
 
+static int vm_set_memory_slots(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        const struct guest_region *r = &vm->mem.regions[i];
+        struct kvm_userspace_memory_region slot = {
+            .slot = i,
+            .flags = vm->dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+            .guest_phys_addr = r->gpa,
+            .memory_size = r->size,
+            .userspace_addr = (uintptr_t)r->hva,
+        };
+        if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+int vm_dirty_log_start(struct vm *vm)
+{
+    if (!vm->dirty_log) {
+        vm->dirty_log = true;
+        int ret = vm_set_memory_slots(vm); /* a slot that starts logging starts clean */
+        if (ret < 0)
+            vm->dirty_log = false;
+        return ret;
+    }
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        size_t pages = vm->mem.regions[i].size / 4096;
+        uint64_t *bitmap = calloc((pages + 63) / 64, sizeof(uint64_t));
+        if (!bitmap)
+            return -ENOMEM;
+        struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = bitmap};
+        int ret = ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
+        free(bitmap);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
 static int vm_setup_kvm(struct vm *vm)
 {
     int fd = ioctl(vm->kvm.fd, KVM_CREATE_VM, 0);
@@ -494,23 +546,15 @@ static int vm_setup_kvm(struct vm *vm)
     if (ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){KVM_IDENTITY_MAP_ADDR}) < 0 ||
         ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0)
         return -errno;
-    for (unsigned i = 0; i < vm->mem.nregions; i++) {
-        const struct guest_region *r = &vm->mem.regions[i];
-        struct kvm_userspace_memory_region slot = {
-            .slot = i,
-            .guest_phys_addr = r->gpa,
-            .memory_size = r->size,
-            .userspace_addr = (uintptr_t)r->hva,
-        };
-        if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
-            return -errno;
-    }
+    int ret = vm_set_memory_slots(vm);
+    if (ret < 0)
+        return ret;
     if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0)
         return -errno;
     struct kvm_pit_config pit = {.flags = 0};
     if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
         return -errno;
-    int ret = irq_routing_init(&vm->routing, vm->fd);
+    ret = irq_routing_init(&vm->routing, vm->fd);
     if (ret < 0)
         return ret;
     struct irq_line intx = {vm_set_irq_level, vm, 0};
@@ -660,6 +704,7 @@ int vm_run(struct vm *vm, enum vm_stop_reason *reason)
             break;
         }
         log_debug("guest reset: rebooting");
+        vm->snapshot_base.valid = false; /* RAM starts over: no diff against it */
         vm_reset(vm);
     }
     console_restore(&vm->console);

@@ -94,6 +94,7 @@ struct vm_config {
     /* kiln run --restore DIR: the VM is rebuilt from this snapshot instead of booted. */
     const char *restore_dir;
     const struct snapshot *restore; /* parsed and checked; owned by the caller */
+    const char *restore_state_path;
     const char *restore_mem_path;
     bool restore_paused; /* the restored VM waits for a resume (API: resume_vm false) */
 };

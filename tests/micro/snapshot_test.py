@@ -11,6 +11,8 @@ TEST is one of:
             same number and runs on its own (one is paused, the others keep counting)
   api-load  PUT /snapshot/load (resume_vm false, then PATCH /vm Resumed) in a kiln started
             with only --api-sock
+  diff      a Full snapshot, then a Diff (only the pages written since) restored as base +
+            diff, then a Diff of that restored VM restored as a chain of three
   damaged   truncated, bit-flipped, wrong-version, wrong-architecture and missing files are
             refused with exit status 3 and a clear message, never a crash
 Exits 0 (pass), 1 (fail) or 77 (skipped: no usable /dev/kvm). Standard library only.
@@ -50,7 +52,7 @@ def boot_counting(a, c, tmp, cpus=1):
     return k
 
 
-def snapshot(c, k, snapdir):
+def snapshot(c, k, snapdir, kind="Full"):
     """Pauses k and snapshots it into snapdir; returns the last count printed before."""
     os.makedirs(snapdir, exist_ok=True)
     st, _, text = k.request("PATCH", "/vm", {"state": "Paused"})
@@ -59,11 +61,20 @@ def snapshot(c, k, snapdir):
     last = counts(k.text())[-1]
     t0 = time.monotonic()
     st, _, text = k.request("PUT", "/snapshot/create", {
-        "snapshot_type": "Full", "snapshot_path": os.path.join(snapdir, "state"),
+        "snapshot_type": kind, "snapshot_path": os.path.join(snapdir, "state"),
         "mem_file_path": os.path.join(snapdir, "memory")})
     took = time.monotonic() - t0
-    c.check(st == 204, f"PUT /snapshot/create -> 204 in {took * 1000:.0f} ms (got {st} {text})")
+    c.check(st == 204, f"PUT /snapshot/create {kind} -> 204 in {took * 1000:.0f} ms (got {st} {text})")
     return last
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def resume(c, k):
+    st, _, text = k.request("PATCH", "/vm", {"state": "Resumed"})
+    c.check(st == 204, f"PATCH /vm Resumed -> 204 (got {st} {text})")
 
 
 def kill(k):
@@ -176,6 +187,43 @@ def t_api_load(a, c, tmp):
     c.check(r.stop() == 0, "kiln exits 0 on SIGTERM")
 
 
+def t_diff(a, c, tmp):
+    """Full, run on, Diff (only dirtied pages), kill, restore the diff (base + diff); then a
+    diff of the restored VM on top of it (a chain of two), restored again."""
+    k = boot_counting(a, c, tmp)
+    if not k:
+        return
+    full, diff1, diff2 = (os.path.join(tmp, n) for n in ("full", "diff1", "diff2"))
+    k.request("PATCH", "/vm", {"state": "Paused"})
+    st, _, text = k.request("PUT", "/snapshot/create", {"snapshot_type": "Diff",
+                                                        "snapshot_path": os.path.join(tmp, "x"),
+                                                        "mem_file_path": os.path.join(tmp, "y")})
+    c.check(st == 400 and "Full one first" in text, f"a Diff without a base is refused ({text})")
+    snapshot(c, k, full)
+    resume(c, k)
+    n = len(counts(k.text()))
+    c.check(wait_for(lambda: len(counts(k.text())) >= n + 3, 10), "the guest counts on")
+    last = snapshot(c, k, diff1, "Diff")
+    kill(k)
+    full_used = allocated(os.path.join(full, "memory"))
+    diff_used = allocated(os.path.join(diff1, "memory"))
+    c.check(diff_used < full_used,
+            f"the diff's memory file holds less than the full one ({diff_used} < {full_used} bytes)")
+    r = Kiln(a.kiln, ["--restore", diff1, "--api-sock", "api2.sock"], tmp)
+    r.sock = os.path.join(tmp, "api2.sock")
+    continues_from(c, r, last, "restore of a diff")
+    last2 = snapshot(c, r, diff2, "Diff")
+    kill(r)
+    r2 = Kiln(a.kiln, ["--restore", diff2], tmp)
+    continues_from(c, r2, last2, "restore of a diff on a diff")
+    r2.stop()
+    # a diff whose base is gone, or was replaced, is refused
+    os.rename(os.path.join(full, "state"), os.path.join(full, "state.moved"))
+    rc, err = run_restore(a, diff2, tmp)
+    c.check(rc == BAD_IMAGE and "base snapshot" in err,
+            f"a diff whose base is missing is refused (got {rc}: {err.strip()[:200]})")
+
+
 def run_restore(a, snapdir, tmp):
     p = subprocess.run([a.kiln, "run", "--restore", snapdir], cwd=tmp, stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=30)
@@ -236,7 +284,7 @@ def t_damaged(a, c, tmp):
 
 
 TESTS = {"continue": t_continue, "clones": t_clones, "api-load": t_api_load,
-         "damaged": t_damaged}
+         "damaged": t_damaged, "diff": t_diff}
 
 
 def main():

@@ -14,7 +14,7 @@
 struct fake_vm {
     int starts, pauses, resumes;
     int start_result;
-    int snapshots, loads;
+    int snapshots, diffs, loads;
     char snap_state[256], snap_mem[256];
     bool load_resume;
 };
@@ -46,11 +46,12 @@ static int fake_unsupported(void *opaque, char *err, size_t errlen)
     return -ENOTSUP;
 }
 
-static int fake_snapshot_create(void *opaque, const char *state_path, const char *mem_path,
-                                char *err, size_t errlen)
+static int fake_snapshot_create(void *opaque, bool diff, const char *state_path,
+                                const char *mem_path, char *err, size_t errlen)
 {
     struct fake_vm *f = opaque;
     f->snapshots++;
+    f->diffs += diff;
     snprintf(f->snap_state, sizeof(f->snap_state), "%s", state_path);
     snprintf(f->snap_mem, sizeof(f->snap_mem), "%s", mem_path);
     return 0;
@@ -261,17 +262,22 @@ static void snapshot_create_rules(void **state)
                          "{\"snapshot_path\": \"/a\", \"mem_file_path\": \"/m\", \"x\": 1}"),
                      400);
     assert_int_equal(req("PUT", "/snapshot/create",
-                         "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"/a\", "
+                         "{\"snapshot_type\": \"Delta\", \"snapshot_path\": \"/a\", "
                          "\"mem_file_path\": \"/m\"}"),
                      400);
-    assert_non_null(strstr(reply_body, "Diff"));
+    assert_non_null(strstr(reply_body, "Full or Diff"));
     assert_int_equal(fake.snapshots, 0);
     assert_int_equal(req("PUT", "/snapshot/create", full), 204);
     assert_int_equal(fake.snapshots, 1);
+    assert_int_equal(fake.diffs, 0);
     assert_string_equal(fake.snap_state, "/s/state");
     assert_string_equal(fake.snap_mem, "/s/memory");
     /* a snapshot can be taken again, and the VM stays paused */
-    assert_int_equal(req("PUT", "/snapshot/create", full), 204);
+    assert_int_equal(req("PUT", "/snapshot/create",
+                         "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"/a\", "
+                         "\"mem_file_path\": \"/m\"}"),
+                     204);
+    assert_int_equal(fake.diffs, 1);
     assert_int_equal(req("GET", "/", NULL), 200);
     assert_non_null(strstr(reply_body, "Paused"));
 }

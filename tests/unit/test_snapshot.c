@@ -25,6 +25,9 @@ struct build_opts {
     const char *extra;      /* an extra section id */
     uint16_t extra_flags;
     uint64_t memory;
+    bool diff;
+    const char *base_path;
+    int bitmap_extra; /* bytes added to the right bitmap length */
 };
 
 /* Opens a section, or for the one to leave out, a scratch writer that is thrown away. */
@@ -62,6 +65,23 @@ static uint8_t *build(const struct build_opts *o, size_t *len)
     state_put_u64(t, 0);
     state_put_u64(t, memory);
     state_put_u64(t, 0);
+    state_put_u64(t, 0x1234); /* id */
+    state_put_u8(t, o->diff ? 1 : 0);
+    if (o->diff) {
+        state_put_u64(t, 0x777); /* the base's id */
+        const char *paths[] = {o->base_path ? o->base_path : "/snap/state", "/snap/memory"};
+        for (int i = 0; i < 2; i++) {
+            state_put_u16(t, (uint16_t)strlen(paths[i]));
+            state_put_bytes(t, paths[i], strlen(paths[i]));
+        }
+        uint32_t maplen = (uint32_t)(memory / 4096 / 8 + (uint64_t)(int64_t)o->bitmap_extra);
+        state_put_u32(t, maplen);
+        uint8_t *map = calloc(1, maplen);
+        assert_non_null(map);
+        map[0] = 0x05; /* pages 0 and 2 */
+        state_put_bytes(t, map, maplen);
+        free(map);
+    }
     state_section_end(t);
 
     struct x86_vm_state vms = {0};
@@ -178,6 +198,32 @@ static void valid_round_trip(void **state)
                      0);
 }
 
+static void diff_snapshots(void **state)
+{
+    size_t len;
+    uint8_t *data = build(&(struct build_opts){.ncpus = 1, .vcpu_sections = 1, .diff = true}, &len);
+    struct snapshot snap;
+    assert_int_equal(snapshot_parse(data, len, &snap, err, sizeof(err)), 0);
+    assert_int_equal(snap.kind, SNAPSHOT_DIFF);
+    assert_true(snap.base_id == 0x777);
+    assert_string_equal(snap.base_state_path, "/snap/state");
+    assert_string_equal(snap.base_mem_path, "/snap/memory");
+    assert_int_equal(snap.regions[0].dirty_len, MEM / 4096 / 8);
+    assert_int_equal(snap.regions[0].dirty[0], 0x05);
+    snapshot_free(&snap);
+    free(data);
+    /* a bitmap of the wrong length, a relative base path */
+    expect_error(&(struct build_opts){.ncpus = 1, .vcpu_sections = 1, .diff = true,
+                                      .bitmap_extra = 1},
+                 "memory: malformed");
+    expect_error(&(struct build_opts){.ncpus = 1, .vcpu_sections = 1, .diff = true,
+                                      .bitmap_extra = -1},
+                 "memory: malformed");
+    expect_error(&(struct build_opts){.ncpus = 1, .vcpu_sections = 1, .diff = true,
+                                      .base_path = "snap/state"},
+                 "memory: malformed");
+}
+
 static void refused_shapes(void **state)
 {
     expect_error(&(struct build_opts){.ncpus = 1, .vcpu_sections = 1, .extra = "future.thing",
@@ -290,6 +336,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(valid_round_trip),
         cmocka_unit_test(refused_shapes),
+        cmocka_unit_test(diff_snapshots),
         cmocka_unit_test(out_of_range_fields),
         cmocka_unit_test(random_mutations),
     };
