@@ -19,11 +19,28 @@
 
 static bool msr_readable(int vcpu_fd, uint32_t index)
 {
-    struct {
-        struct kvm_msrs hdr;
-        struct kvm_msr_entry entry;
-    } one = {.hdr.nmsrs = 1, .entry.index = index};
-    return ioctl(vcpu_fd, KVM_GET_MSRS, &one) == 1;
+    /* struct kvm_msrs and its one entry, laid out as KVM expects (the header is 8 bytes). */
+    uint64_t buf[(sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)) / 8] = {0};
+    struct kvm_msrs *one = (struct kvm_msrs *)buf;
+    one->nmsrs = 1;
+    one->entries[0].index = index;
+    return ioctl(vcpu_fd, KVM_GET_MSRS, one) == 1;
+}
+
+/* KVM_GET_XSAVE / KVM_SET_XSAVE through a heap struct kvm_xsave (4 KiB region). */
+static int xsave_io(int vcpu_fd, unsigned long req, uint32_t *region)
+{
+    struct kvm_xsave *x = calloc(1, sizeof(*x));
+    if (!x)
+        return -ENOMEM;
+    _Static_assert(sizeof(x->region) == 4096, "kvm_xsave region is 4 KiB");
+    if (req == KVM_SET_XSAVE)
+        memcpy(x->region, region, sizeof(x->region));
+    int ret = ioctl(vcpu_fd, req, x) < 0 ? -errno : 0;
+    if (ret == 0 && req == KVM_GET_XSAVE)
+        memcpy(region, x->region, sizeof(x->region));
+    free(x);
+    return ret;
 }
 
 int x86_msr_list(int kvm_fd, int vcpu_fd, uint32_t *indices, unsigned max)
@@ -76,14 +93,13 @@ int x86_vcpu_state_get(int vcpu_fd, const uint32_t *msrs, unsigned nmsrs,
         return -E2BIG;
     if (ioctl(vcpu_fd, KVM_GET_REGS, &s->regs) < 0 ||
         ioctl(vcpu_fd, KVM_GET_SREGS, &s->sregs) < 0 ||
-        ioctl(vcpu_fd, KVM_GET_XSAVE, &s->xsave) < 0 ||
         ioctl(vcpu_fd, KVM_GET_XCRS, &s->xcrs) < 0 ||
         ioctl(vcpu_fd, KVM_GET_LAPIC, &s->lapic) < 0 ||
         ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &s->events) < 0 ||
         ioctl(vcpu_fd, KVM_GET_MP_STATE, &s->mp_state) < 0 ||
         ioctl(vcpu_fd, KVM_GET_DEBUGREGS, &s->debugregs) < 0)
         return -errno;
-    return get_msrs(vcpu_fd, msrs, nmsrs, s);
+    return xsave_io(vcpu_fd, KVM_GET_XSAVE, s->xsave) ?: get_msrs(vcpu_fd, msrs, nmsrs, s);
 }
 
 /* ---- vCPU: struct <-> section ---- */
@@ -225,8 +241,8 @@ void x86_vcpu_state_save(const struct x86_vcpu_state *s, struct state_writer *w)
     for (unsigned i = 0; i < NREGS; i++)
         state_put_u64(w, *regs_field(&regs, i));
     put_sregs(w, &s->sregs);
-    for (size_t i = 0; i < ARRAY_SIZE(s->xsave.region); i++)
-        state_put_u32(w, s->xsave.region[i]);
+    for (size_t i = 0; i < ARRAY_SIZE(s->xsave); i++)
+        state_put_u32(w, s->xsave[i]);
     uint32_t nxcrs = s->xcrs.nr_xcrs <= KVM_MAX_XCRS ? s->xcrs.nr_xcrs : 0;
     state_put_u32(w, nxcrs);
     for (uint32_t i = 0; i < nxcrs; i++) {
@@ -253,8 +269,8 @@ int x86_vcpu_state_load(struct x86_vcpu_state *s, struct state_reader *r)
     for (unsigned i = 0; i < NREGS; i++)
         *regs_field(&s->regs, i) = state_get_u64(r);
     get_sregs(r, &s->sregs);
-    for (size_t i = 0; i < ARRAY_SIZE(s->xsave.region); i++)
-        s->xsave.region[i] = state_get_u32(r);
+    for (size_t i = 0; i < ARRAY_SIZE(s->xsave); i++)
+        s->xsave[i] = state_get_u32(r);
     s->xcrs.nr_xcrs = state_get_u32(r);
     if (s->xcrs.nr_xcrs > KVM_MAX_XCRS)
         return -EBADMSG;
@@ -323,7 +339,6 @@ int x86_vcpu_state_set(int vcpu_fd, const struct x86_vcpu_state *s, const char *
     } steps[] = {
         {KVM_SET_SREGS, &s->sregs, "KVM_SET_SREGS"},
         {KVM_SET_REGS, &s->regs, "KVM_SET_REGS"},
-        {KVM_SET_XSAVE, &s->xsave, "KVM_SET_XSAVE"},
         {KVM_SET_XCRS, &s->xcrs, "KVM_SET_XCRS"},
         {KVM_SET_LAPIC, &s->lapic, "KVM_SET_LAPIC"},
         {KVM_SET_DEBUGREGS, &s->debugregs, "KVM_SET_DEBUGREGS"},
@@ -334,7 +349,12 @@ int x86_vcpu_state_set(int vcpu_fd, const struct x86_vcpu_state *s, const char *
             return -errno;
         }
     }
-    int ret = set_msrs(vcpu_fd, s);
+    int ret = xsave_io(vcpu_fd, KVM_SET_XSAVE, (uint32_t *)s->xsave);
+    if (ret < 0) {
+        *what = "KVM_SET_XSAVE";
+        return ret;
+    }
+    ret = set_msrs(vcpu_fd, s);
     if (ret < 0) {
         *what = "KVM_SET_MSRS";
         return ret;

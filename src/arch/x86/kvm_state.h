@@ -19,7 +19,8 @@ struct state_writer;
 struct x86_vcpu_state {
     struct kvm_regs regs;
     struct kvm_sregs sregs;
-    struct kvm_xsave xsave;
+    uint32_t xsave[1024]; /* the 4 KiB XSAVE area of struct kvm_xsave (which ends in a
+                             flexible array, so it is not embedded here) */
     struct kvm_xcrs xcrs;
     struct kvm_lapic_state lapic;
     struct kvm_vcpu_events events;
@@ -48,7 +49,7 @@ int x86_vcpu_state_get(int vcpu_fd, const uint32_t *msrs, unsigned nmsrs,
                        struct x86_vcpu_state *s);
 void x86_vcpu_state_save(const struct x86_vcpu_state *s, struct state_writer *w);
 int x86_vcpu_state_load(struct x86_vcpu_state *s, struct state_reader *r);
-/* In the order KVM needs: sregs, regs, FPU, LAPIC, MSRs, events, MP state. */
+/* sregs first (modes), then regs, XCRs, LAPIC, debug registers, XSAVE, MSRs; events and MP state last. */
 int x86_vcpu_state_set(int vcpu_fd, const struct x86_vcpu_state *s, const char **what);
 
 /* VM: irqchip (PIC master/slave, IOAPIC), PIT; the clock is taken from the pause. */
