@@ -17,20 +17,21 @@
 /* What the command line asked for that a snapshot cannot take. */
 static int check_restore_options(const struct vm_config *cfg)
 {
-    const char *bad = cfg->kernel_path           ? "--kernel"
-                      : cfg->initrd_path         ? "--initrd"
-                      : cfg->config_file         ? "--config-file"
-                      : cfg->ndisks || cfg->nnets ? "--disk/--net"
-                      : cfg->vsock.enabled       ? "--vsock"
-                      : cfg->rng                 ? "--rng"
-                      : cfg->console == CONSOLE_VIRTIO ? "--console virtio"
-                                                 : NULL;
-    if (!bad)
-        return 0;
-    log_error("--restore: %s cannot be combined with a snapshot (snapshots of VMs with virtio "
-              "devices are not supported yet)",
-              bad);
-    return -EINVAL;
+    const char *bad = cfg->kernel_path   ? "--kernel"
+                      : cfg->initrd_path ? "--initrd"
+                      : cfg->config_file ? "--config-file"
+                                         : NULL;
+    const char *unsupported = cfg->nnets           ? "--net"
+                              : cfg->vsock.enabled ? "--vsock"
+                              : cfg->console == CONSOLE_VIRTIO ? "--console virtio"
+                                                               : NULL;
+    if (bad)
+        log_error("--restore: %s cannot be combined with a snapshot, which has its own kernel "
+                  "in its memory",
+                  bad);
+    else if (unsupported)
+        log_error("--restore: %s: snapshots of this device are not supported yet", unsupported);
+    return bad || unsupported ? -EINVAL : 0;
 }
 
 int restore_and_run(struct vm_config *cfg, const char *state_path, const char *mem_path,

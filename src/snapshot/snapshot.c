@@ -21,6 +21,9 @@
 #define CONFIG_VERSION 1
 #define MEMORY_VERSION 1
 #define VCPU_ID_FMT "kvm.vcpu.%u"
+#define VIRTIO_ID_FMT "virtio.%u"
+
+_Static_assert(SNAPSHOT_MAX_VIRTIO == VM_MAX_VIRTIO_DEVICES, "one saved slot per device");
 
 /* ---- parsing: bytes -> struct snapshot, every field checked ---- */
 
@@ -35,6 +38,7 @@ static int parse_config(struct snapshot *snap, struct state_reader *r, char *err
     state_get_bytes(r, arch, arch_len);
     snap->memory = state_get_u64(r);
     uint32_t ncpus = state_get_u32(r);
+    uint32_t nvirtio = state_get_u32(r);
     if (state_reader_done(r) < 0) {
         snprintf(err, errlen, "config: malformed section");
         return -EBADMSG;
@@ -54,7 +58,13 @@ static int parse_config(struct snapshot *snap, struct state_reader *r, char *err
         snprintf(err, errlen, "config: %u vCPUs is out of range", ncpus);
         return -EBADMSG;
     }
+    if (nvirtio > SNAPSHOT_MAX_VIRTIO) {
+        snprintf(err, errlen, "config: %u virtio devices is more than %d", nvirtio,
+                 SNAPSHOT_MAX_VIRTIO);
+        return -EBADMSG;
+    }
     snap->ncpus = ncpus;
+    snap->nvirtio = nvirtio;
     return 0;
 }
 
@@ -186,8 +196,9 @@ static int load_rtc(void *p, struct state_reader *r) { return mc146818_state_loa
 static int load_i8042(void *p, struct state_reader *r) { return i8042_state_load(p, r); }
 static int load_pm(void *p, struct state_reader *r) { return pm_state_load(p, r); }
 static int load_pci(void *p, struct state_reader *r) { return pci_bus_state_load(p, r); }
+static int load_virtio(void *p, struct state_reader *r) { return virtio_pci_saved_load(p, r); }
 
-static bool known_section(const char *id, unsigned ncpus)
+static bool known_section(const char *id, unsigned ncpus, unsigned nvirtio)
 {
     static const char *const fixed[] = {"config", "memory", "kvm.vm", "serial8250.com1",
                                         "mc146818", "i8042", "pm", "pci"};
@@ -196,7 +207,9 @@ static bool known_section(const char *id, unsigned ncpus)
             return true;
     unsigned index;
     char tail;
-    return sscanf(id, VCPU_ID_FMT "%c", &index, &tail) == 1 && index < ncpus;
+    if (sscanf(id, VCPU_ID_FMT "%c", &index, &tail) == 1)
+        return index < ncpus;
+    return sscanf(id, VIRTIO_ID_FMT "%c", &index, &tail) == 1 && index < nvirtio;
 }
 
 static int parse_sections(const struct state_file *f, struct snapshot *snap, char *err,
@@ -223,7 +236,8 @@ static int parse_sections(const struct state_file *f, struct snapshot *snap, cha
     }
     for (uint32_t i = 0; ret == 0 && i < f->nsections; i++) {
         const struct state_section *s = &f->sections[i];
-        if (!known_section(s->id, snap->ncpus) && (s->flags & STATE_SECTION_MANDATORY)) {
+        if (!known_section(s->id, snap->ncpus, snap->nvirtio) &&
+            (s->flags & STATE_SECTION_MANDATORY)) {
             snprintf(err, errlen, "section '%s' is unknown to this kiln and marked mandatory",
                      s->id);
             return -EBADMSG;
@@ -258,6 +272,12 @@ static int parse_state(const struct state_file *f, struct snapshot *snap, char *
                               errlen);
     ret = ret ?: parse_device(f, "pm", PM_STATE_VERSION, load_pm, &snap->pm, err, errlen);
     ret = ret ?: parse_device(f, "pci", PCI_STATE_VERSION, load_pci, &snap->pci, err, errlen);
+    for (unsigned i = 0; ret == 0 && i < snap->nvirtio; i++) {
+        char id[STATE_ID_MAX + 1];
+        snprintf(id, sizeof(id), VIRTIO_ID_FMT, i);
+        ret = parse_device(f, id, VIRTIO_PCI_STATE_VERSION, load_virtio, &snap->virtio[i], err,
+                           errlen);
+    }
     return ret;
 }
 
@@ -414,6 +434,7 @@ static void put_config(struct state_writer *w, const struct vm *vm, const struct
     state_put_bytes(w, SNAPSHOT_ARCH, strlen(SNAPSHOT_ARCH));
     state_put_u64(w, vm->mem.ram_size);
     state_put_u32(w, vm->ncpus);
+    state_put_u32(w, vm->nvirtio);
     state_section_end(w);
 
     state_section_begin(w, "memory", MEMORY_VERSION, STATE_SECTION_MANDATORY);
@@ -473,6 +494,13 @@ static void put_devices(struct state_writer *w, struct vm *vm)
     state_section_begin(w, "pci", PCI_STATE_VERSION, STATE_SECTION_MANDATORY);
     pci_bus_save(&vm->pci, w);
     state_section_end(w);
+    for (unsigned i = 0; i < vm->nvirtio; i++) {
+        char id[STATE_ID_MAX + 1];
+        snprintf(id, sizeof(id), VIRTIO_ID_FMT, i);
+        state_section_begin(w, id, VIRTIO_PCI_STATE_VERSION, STATE_SECTION_MANDATORY);
+        virtio_pci_save(vm->virtio[i], w);
+        state_section_end(w);
+    }
 }
 
 /* KVM's state of the VM and every vCPU; run_lock is held and every vCPU is parked. */
@@ -561,6 +589,26 @@ static void set_base(struct vm *vm, uint64_t id, const char *state_path, const c
     b->id = id;
 }
 
+/* Never a snapshot that silently loses a device's state, nor one taken mid-I/O. */
+static int freeze_devices(struct vm *vm, unsigned *frozen, char *err, size_t errlen)
+{
+    for (*frozen = 0; *frozen < vm->nvirtio; (*frozen)++) {
+        struct virtio_device *vdev = vm->virtio[*frozen];
+        int ret = virtio_pci_freeze(vdev);
+        if (ret == -ENOTSUP) {
+            snprintf(err, errlen, "virtio-%s: saving this device is not supported yet",
+                     vdev->ops->name);
+            return ret;
+        }
+        if (ret < 0) {
+            snprintf(err, errlen, "virtio-%s: its I/O did not complete; try again",
+                     vdev->ops->name);
+            return ret;
+        }
+    }
+    return 0;
+}
+
 static uint64_t random_id(void)
 {
     uint64_t id = 0;
@@ -572,17 +620,19 @@ static uint64_t random_id(void)
 int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_path,
                     const char *mem_path, char *err, size_t errlen)
 {
-    /* Never a snapshot that silently loses a device's state. */
-    if (vm->nvirtio) {
-        snprintf(err, errlen,
-                 "the VM has %u virtio device(s); saving virtio devices is not supported yet",
-                 vm->nvirtio);
+    /* kiln's own writes to guest RAM (virtio) are not in KVM's dirty log. */
+    if (kind == SNAPSHOT_DIFF && vm->nvirtio) {
+        snprintf(err, errlen, "Diff snapshots of VMs with virtio devices are not supported "
+                              "(device writes to guest memory are not in KVM's dirty log)");
         return -ENOTSUP;
     }
     struct save_job job = {.kind = kind, .id = random_id()};
     struct state_writer w;
     state_writer_init(&w);
-    int ret = capture_state(vm, &job, &w, err, errlen);
+    unsigned frozen = 0;
+    int ret = freeze_devices(vm, &frozen, err, errlen);
+    if (ret == 0)
+        ret = capture_state(vm, &job, &w, err, errlen);
     const uint8_t *data;
     size_t len;
     if (ret == 0 && (ret = state_writer_finish(&w, &data, &len)) < 0)
@@ -592,6 +642,8 @@ int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_pa
         snprintf(err, errlen, "memory file '%s': %s", mem_path, strerror(-ret));
     if (ret == 0 && (ret = state_file_write_atomic(state_path, data, len)) < 0)
         snprintf(err, errlen, "state file '%s': %s", state_path, strerror(-ret));
+    for (unsigned i = 0; i < frozen; i++)
+        virtio_pci_thaw(vm->virtio[i]);
     if (ret == 0)
         set_base(vm, job.id, state_path, mem_path);
     else if (job.log_touched)
@@ -742,8 +794,10 @@ int snapshot_map_memory(const struct snapshot *snap, const char *mem_path,
 
 int snapshot_apply(struct vm *vm, const struct snapshot *snap, char *err, size_t errlen)
 {
-    if (vm->ncpus != snap->ncpus || vm->nvirtio) {
-        snprintf(err, errlen, "the VM does not have the snapshot's shape");
+    if (vm->ncpus != snap->ncpus || vm->nvirtio != snap->nvirtio) {
+        snprintf(err, errlen, "the VM has %u vCPUs and %u virtio devices, the snapshot %u and "
+                              "%u: give the same devices (--disk, --rng) at restore",
+                 vm->ncpus, vm->nvirtio, snap->ncpus, snap->nvirtio);
         return -EINVAL;
     }
     const char *what = NULL;
@@ -761,6 +815,11 @@ int snapshot_apply(struct vm *vm, const struct snapshot *snap, char *err, size_t
     if (pci_bus_restore(&vm->pci, &snap->pci) < 0) {
         snprintf(err, errlen, "the PCI devices differ from the snapshot's");
         return -ENODEV;
+    }
+    for (unsigned i = 0; i < vm->nvirtio; i++) {
+        ret = virtio_pci_restore(vm->virtio[i], &snap->virtio[i], err, errlen);
+        if (ret < 0)
+            return ret;
     }
     serial8250_restore(&vm->com1, &snap->com1);
     mc146818_restore(&vm->rtc, &snap->rtc);

@@ -17,6 +17,7 @@
 #include "hw/pm.h"
 #include "hw/serial8250.h"
 #include "mem/guest_mem.h"
+#include "virtio/virtio.h"
 
 struct vm;
 
@@ -26,6 +27,7 @@ struct vm;
 #define SNAPSHOT_MEMORY_NAME "memory"
 
 #define SNAPSHOT_PATH_MAX 4096
+#define SNAPSHOT_MAX_VIRTIO 24 /* = VM_MAX_VIRTIO_DEVICES */
 #define SNAPSHOT_MAX_CHAIN 32 /* diffs on diffs: how deep a restore follows bases */
 
 struct snapshot_region {
@@ -60,6 +62,8 @@ struct snapshot {
     struct i8042_state i8042;
     struct pm_state pm;
     struct pci_bus_state pci;
+    struct virtio_pci_saved virtio[SNAPSHOT_MAX_VIRTIO]; /* in vm->virtio order */
+    unsigned nvirtio;
 };
 
 /*
@@ -74,7 +78,8 @@ void snapshot_free(struct snapshot *snap);
 
 /*
  * Saves a paused VM: guest RAM to `mem_path`, then the state file to `state_path` (the
- * state file's rename is the commit point). A diff writes only the pages dirtied since the
+ * state file's rename is the commit point). Virtio devices are frozen meanwhile (their I/O
+ * in flight completes first); only those with snapshot support (blk, rng) can be saved. A diff writes only the pages dirtied since the
  * VM's previous snapshot (the last one taken, or the one it was restored from) and refers
  * to it. -EBUSY if the VM is not paused, -ENOTSUP if a device cannot be saved yet or a
  * diff has no base; the reason is in `err`.

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Snapshot and restore of a Linux guest, inside the stock-KVM host: kiln boots the default
-guest (2 vCPUs, 256 MiB, no virtio devices: those cannot be saved yet) through its API; a
-shell loop in the guest counts, printing each number and keeping it in a file in the
-guest's RAM. Then PATCH /vm Paused, PUT /snapshot/create, kill -9 of kiln; `kiln run
---restore` in a fresh process: the count continues from the next number (no gap, no reset),
-the file agrees, the console answers, and poweroff ends
-the restored kiln with status 0. A diff snapshot of the restored VM is restored once more.
+guest (2 vCPUs, 256 MiB, a virtio-blk disk and virtio-rng) through its API; a shell loop in
+the guest counts, printing each number, keeping it in a file in the guest's RAM and writing
+it to the disk with fsync. Then PATCH /vm Paused, PUT /snapshot/create, kill -9 of kiln;
+`kiln run --restore` with the same disk and rng in a fresh process: the count continues
+from the next number (no gap, no reset), the file and the disk agree, the disk still takes
+writes, the rng still gives bytes, the console answers. The restored VM is snapshotted,
+killed and restored once more (a snapshot of a MAP_PRIVATE-mapped VM), then poweroff ends
+kiln with status 0.
 
 Prints PASS/FAIL and TIME lines, closes with "N passed, N failed".
     tests/linux/test_snapshot.py --kiln build/src/kiln
@@ -45,10 +47,12 @@ rm -rf $SNAP; mkdir -p $SNAP/full $SNAP/diff
 waitsock
 call PUT /boot-source "$BOOT"
 call PUT /machine-config "$MACHINE"
+call PUT /drives/data "$DRIVE"
+call PUT /entropy '{}'
 call PUT /actions '{"action_type": "InstanceStart"}'
 for n in 1 2; do
     kind=Full; dir=$SNAP/full
-    [ $n = 2 ] && kind=Diff && dir=$SNAP/diff
+    [ $n = 2 ] && dir=$SNAP/diff
     waitfile go-$n
     waitsock
     call PATCH /vm '{"state": "Paused"}'
@@ -87,7 +91,8 @@ def ticks(text):
 
 def start_counting(host, r, label):
     """A background loop in the guest: print and record a count every 0.3 s."""
-    type_line(host, "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; echo tick $i; "
+    type_line(host, "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; printf '%08d' $i | "
+                    "dd of=/dev/vda conv=notrunc,fsync 2>/dev/null; echo tick $i; "
                     "sleep 0.3; done &")
     try:
         host.expect(r"tick 5\r*\n", timeout=60)
@@ -120,11 +125,11 @@ def snapshot_and_kill(host, r, d, n, label):
     return seen[-1] if seen else None, mark
 
 
-def restore(host, r, vmm, d, sock, snapdir, last, label):
+def restore(host, r, vmm, d, sock, snapdir, devices, last, label):
     """kiln run --restore: the count goes on from last + 1. Returns True if it does."""
     started = time.monotonic()
     host.spawn(f"sh -c 'echo $$ > /run/tmp/kiln-snap.pid; exec {vmm.path} run --restore "
-               f"{snapdir} --api-sock {sock}'", limit=VMM_LIMIT)
+               f"{snapdir} --api-sock {sock} {devices}'", limit=VMM_LIMIT)
     mark = host.pos
     try:
         host.expect(r"tick (\d+)\r*\n", timeout=120)
@@ -143,13 +148,19 @@ def restore(host, r, vmm, d, sock, snapdir, last, label):
 
 def console_answers(host, r, label, last):
     try:
-        _, out = guest_run(host, "echo alive-$((40+2)); cat /tmp/count; cat /proc/uptime")
+        _, out = guest_run(host, "echo alive-$((40+2)); cat /tmp/count; "
+                                 "echo disk-$(dd if=/dev/vda bs=8 count=1 2>/dev/null); "
+                                 "echo rng-$(head -c 64 /dev/hwrng | wc -c)")
     except HostError as e:
         return r.fail(f"{label}: the console answers", str(e))
     r.check(f"{label}: the console answers", "alive-42" in out, out.strip())
     nums = [int(x) for x in re.findall(r"^(\d+)\r?$", out, re.M)]
     r.check(f"{label}: the counter file kept counting (>= {last + 1})",
             bool(nums) and nums[0] > last, out.strip())
+    disk = re.search(r"disk-(\d{8})", out)
+    r.check(f"{label}: the disk holds the count and takes writes (>= {last + 1})",
+            disk is not None and int(disk.group(1)) > last, out.strip())
+    r.check(f"{label}: virtio-rng still gives bytes", "rng-64" in out, out.strip())
     return True
 
 
@@ -157,11 +168,17 @@ def scenario(host, vmm, guest, r):
     label = "snapshot"
     d = host.scratch
     sock = "/run/tmp/kiln-snap.sock"
+    image = os.path.join(d, "data.img")
+    with open(image, "wb") as f:
+        f.truncate(8 << 20)
+    devices = f"--disk {image},id=data --rng"
     env = {
         "BOOT": json.dumps({"kernel_image_path": f"{guest}/vmlinuz",
                             "initrd_path": f"{guest}/initramfs.cpio.gz",
                             "boot_args": "console=ttyS0 reboot=k panic=1 quiet"}),
         "MACHINE": json.dumps({"vcpu_count": 2, "mem_size_mib": 256}),
+        "DRIVE": json.dumps({"drive_id": "data", "path_on_host": image, "is_root_device": False,
+                             "is_read_only": False}),
     }
     with open(os.path.join(d, "client.sh"), "w") as f:
         f.write(CLIENT)
@@ -179,15 +196,16 @@ def scenario(host, vmm, guest, r):
     last, _ = snapshot_and_kill(host, r, d, 1, f"{label} (full)")
     if last is None:
         return r.fail(f"{label}: counts seen before the snapshot")
-    if not restore(host, r, vmm, d, sock, "/run/tmp/kiln-snap/full", last, f"{label} (full)"):
+    if not restore(host, r, vmm, d, sock, "/run/tmp/kiln-snap/full", devices, last,
+                   f"{label} (full)"):
         return False
     console_answers(host, r, f"{label} (full)", last)
     time.sleep(2)
-    last, _ = snapshot_and_kill(host, r, d, 2, f"{label} (diff)")
-    if last is None or not restore(host, r, vmm, d, sock, "/run/tmp/kiln-snap/diff", last,
-                                   f"{label} (diff)"):
+    last, _ = snapshot_and_kill(host, r, d, 2, f"{label} (again)")
+    if last is None or not restore(host, r, vmm, d, sock, "/run/tmp/kiln-snap/diff", devices,
+                                   last, f"{label} (again)"):
         return False
-    console_answers(host, r, f"{label} (diff)", last)
+    console_answers(host, r, f"{label} (again)", last)
     type_line(host, "kill %1; poweroff")
     status = host.wait_exit(timeout=120)
     r.check(f"{label}: poweroff ends the restored kiln with status 0", status == 0,

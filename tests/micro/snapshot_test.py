@@ -13,6 +13,8 @@ TEST is one of:
             with only --api-sock
   diff      a Full snapshot, then a Diff (only the pages written since) restored as base +
             diff, then a Diff of that restored VM restored as a chain of three
+  devices   a VM with a virtio disk and rng: saved, restored with the same devices; without
+            them, or with another disk, the restore is refused
   damaged   truncated, bit-flipped, wrong-version, wrong-architecture and missing files are
             refused with exit status 3 and a clear message, never a crash
 Exits 0 (pass), 1 (fail) or 77 (skipped: no usable /dev/kvm). Standard library only.
@@ -224,9 +226,43 @@ def t_diff(a, c, tmp):
             f"a diff whose base is missing is refused (got {rc}: {err.strip()[:200]})")
 
 
-def run_restore(a, snapdir, tmp):
-    p = subprocess.run([a.kiln, "run", "--restore", snapdir], cwd=tmp, stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=30)
+def t_devices(a, c, tmp):
+    """With a virtio disk and rng attached (the micro-guest does not drive them): they are
+    saved; the restore must be given the same devices, and the same disk."""
+    disk = os.path.join(tmp, "disk.img")
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    k = Kiln(a.kiln, ["--api-sock", "api.sock", "--disk", disk, "--rng"], tmp)
+    c.check(k.wait_socket(), "the API socket accepts connections")
+    configure_raw(c, k, os.path.join(a.guests, "count.bin"))
+    st, _, text = k.request("PUT", "/actions", {"action_type": "InstanceStart"})
+    c.check(st == 204 and wait_for(lambda: len(counts(k.text())) >= 3, 10),
+            f"the guest counts with a disk and rng attached ({st} {text})")
+    snapdir = os.path.join(tmp, "snap")
+    k.request("PATCH", "/vm", {"state": "Paused"})
+    st, _, text = k.request("PUT", "/snapshot/create", {
+        "snapshot_type": "Diff", "snapshot_path": os.path.join(tmp, "d1"),
+        "mem_file_path": os.path.join(tmp, "d2")})
+    c.check(st == 400 and "virtio" in text, f"a Diff with virtio devices is refused ({text})")
+    last = snapshot(c, k, snapdir)
+    kill(k)
+    rc, err = run_restore(a, snapdir, tmp)
+    c.check(rc == BAD_IMAGE and "give the same devices" in err,
+            f"restoring without the devices is refused (got {rc}: {err.strip()[:200]})")
+    other = os.path.join(tmp, "other.img")
+    with open(other, "wb") as f:
+        f.truncate(2 << 20)
+    rc, err = run_restore(a, snapdir, tmp, ["--disk", other, "--rng"])
+    c.check(rc == BAD_IMAGE and "does not match" in err,
+            f"restoring with another disk size is refused (got {rc}: {err.strip()[:200]})")
+    r = Kiln(a.kiln, ["--restore", snapdir, "--disk", disk, "--rng"], tmp)
+    continues_from(c, r, last, "restore with the disk and rng")
+    c.check(r.stop() == 0, "the restored kiln exits 0 on SIGTERM")
+
+
+def run_restore(a, snapdir, tmp, extra=()):
+    p = subprocess.run([a.kiln, "run", "--restore", snapdir] + list(extra), cwd=tmp,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
     return p.returncode, p.stderr.decode(errors="replace")
 
 
@@ -284,7 +320,7 @@ def t_damaged(a, c, tmp):
 
 
 TESTS = {"continue": t_continue, "clones": t_clones, "api-load": t_api_load,
-         "damaged": t_damaged, "diff": t_diff}
+         "damaged": t_damaged, "diff": t_diff, "devices": t_devices}
 
 
 def main():

@@ -58,6 +58,7 @@ static uint8_t *build(const struct build_opts *o, size_t *len)
     state_put_bytes(t, arch, strlen(arch));
     state_put_u64(t, memory);
     state_put_u32(t, o->ncpus);
+    state_put_u32(t, 0); /* virtio devices */
     state_section_end(t);
     t = section_begin(&w, &scratch, o, "memory", 1);
     state_put_u64(t, memory);
