@@ -26,6 +26,7 @@ struct build_opts {
     uint16_t extra_flags;
     uint64_t memory;
     bool diff;
+    bool virtio; /* one virtio-rng-like device, 1 queue */
     const char *base_path;
     int bitmap_extra; /* bytes added to the right bitmap length */
 };
@@ -58,7 +59,7 @@ static uint8_t *build(const struct build_opts *o, size_t *len)
     state_put_bytes(t, arch, strlen(arch));
     state_put_u64(t, memory);
     state_put_u32(t, o->ncpus);
-    state_put_u32(t, 0); /* virtio devices */
+    state_put_u32(t, o->virtio ? 1 : 0); /* virtio devices */
     state_section_end(t);
     t = section_begin(&w, &scratch, o, "memory", 1);
     state_put_u64(t, memory);
@@ -138,6 +139,35 @@ static uint8_t *build(const struct build_opts *o, size_t *len)
     pci_bus_save(&bus, t);
     state_section_end(t);
     pci_bus_destroy(&bus);
+    if (o->virtio) {
+        t = section_begin(&w, &scratch, o, "virtio.0", VIRTIO_PCI_STATE_VERSION);
+        state_put_u16(t, 4); /* device type: rng */
+        state_put_u8(t, 1);  /* queues */
+        state_put_u32(t, 0);
+        state_put_u32(t, 0);
+        state_put_u64(t, 1ULL << 32); /* VERSION_1 */
+        state_put_u16(t, 0);          /* config vector */
+        state_put_u8(t, 0x0f);        /* status: ACK, DRIVER, DRIVER_OK, FEATURES_OK */
+        state_put_u8(t, 0);
+        state_put_u16(t, 0);
+        state_put_u8(t, 0); /* isr */
+        state_put_u16(t, 1);  /* queue vector */
+        state_put_u16(t, 1);  /* enabled */
+        state_put_u16(t, 64); /* size */
+        state_put_u16(t, 1);  /* ready */
+        state_put_u64(t, 0x10000);
+        state_put_u64(t, 0x10400);
+        state_put_u64(t, 0x11000);
+        for (int i = 0; i < 4; i++)
+            state_put_u16(t, 0);
+        state_put_u8(t, 0); /* not broken */
+        state_put_u8(t, 2); /* MSI-X vectors: queues + 1 */
+        for (int i = 0; i < 8; i++)
+            state_put_u32(t, 0);
+        state_put_u64(t, 0); /* pending */
+        state_put_u8(t, 0);  /* no device fields */
+        state_section_end(t);
+    }
     if (o->extra) {
         state_section_begin(&w, o->extra, 1, o->extra_flags);
         state_put_u32(&w, 42);
@@ -303,6 +333,47 @@ static void out_of_range_fields(void **state)
     }
 }
 
+static void virtio_sections(void **state)
+{
+    size_t len;
+    uint8_t *data = build(&(struct build_opts){.ncpus = 1, .vcpu_sections = 1, .virtio = true},
+                          &len);
+    struct snapshot snap;
+    assert_int_equal(snapshot_parse(data, len, &snap, err, sizeof(err)), 0);
+    assert_int_equal(snap.nvirtio, 1);
+    assert_int_equal(snap.virtio[0].device_id, 4);
+    assert_int_equal(snap.virtio[0].queues[0].size, 64);
+    assert_true(snap.virtio[0].queues[0].avail_addr == 0x10400);
+    snapshot_free(&snap);
+    free(data);
+    expect_error(&(struct build_opts){.ncpus = 1, .vcpu_sections = 1, .virtio = true,
+                                      .skip = "virtio.0"},
+                 "'virtio.0' is missing");
+    /* field corruptions: offsets in the virtio.0 payload */
+    static const struct corruption cases[] = {
+        {"virtio.0", 2, 0},      /* no queues */
+        {"virtio.0", 2, 9},      /* more queues than a device may have */
+        {"virtio.0", 21, 0x30}, /* status bits that do not exist */
+        {"virtio.0", 25, 0x04}, /* ISR bit that does not exist */
+        {"virtio.0", 28, 0},    /* queue ready, but not enabled */
+        {"virtio.0", 30, 3},    /* queue size not a power of two */
+        {"virtio.0", 66, 2},    /* broken flag not a bool */
+        {"virtio.0", 67, 3},    /* MSI-X vector count not queues + 1 */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        data = build(&(struct build_opts){.ncpus = 1, .vcpu_sections = 1, .virtio = true}, &len);
+        uint32_t plen;
+        uint8_t *p = payload_of(data, len, cases[i].section, &plen);
+        assert_true(cases[i].offset < plen);
+        p[cases[i].offset] = cases[i].value;
+        fix_crc(data, len);
+        assert_int_equal(snapshot_parse(data, len, &snap, err, sizeof(err)), -EBADMSG);
+        if (!strstr(err, "virtio.0"))
+            fail_msg("case %zu: expected 'virtio.0' in '%s'", i, err);
+        free(data);
+    }
+}
+
 /* Random damage with a valid checksum (what a fuzzer does): errors, never a crash. */
 static void random_mutations(void **state)
 {
@@ -338,6 +409,7 @@ int main(void)
         cmocka_unit_test(valid_round_trip),
         cmocka_unit_test(refused_shapes),
         cmocka_unit_test(diff_snapshots),
+        cmocka_unit_test(virtio_sections),
         cmocka_unit_test(out_of_range_fields),
         cmocka_unit_test(random_mutations),
     };
