@@ -3,7 +3,7 @@
  * writes. Each input is parsed as it is (magic, checksum, lengths) and again with its CRC-32
  * trailer recomputed, so that mutations reach the section and field checks behind the
  * checksum. To be listed in tests/fuzz/meson.build's fuzz_targets (with zlib) at merge;
- * corpus/snapshot/ holds a real state file (a 1-vCPU micro-guest) as the seed.
+ * corpus/snapshot/ holds a real state file (2 vCPUs, virtio-blk and virtio-rng) as the seed.
  */
 #include <stdlib.h>
 #include <string.h>
