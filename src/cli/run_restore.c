@@ -21,8 +21,7 @@ static int check_restore_options(const struct vm_config *cfg)
                       : cfg->initrd_path ? "--initrd"
                       : cfg->config_file ? "--config-file"
                                          : NULL;
-    const char *unsupported = cfg->nnets           ? "--net"
-                              : cfg->vsock.enabled ? "--vsock"
+    const char *unsupported = cfg->vsock.enabled ? "--vsock"
                               : cfg->console == CONSOLE_VIRTIO ? "--console virtio"
                                                                : NULL;
     if (bad)

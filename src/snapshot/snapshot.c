@@ -796,7 +796,7 @@ int snapshot_apply(struct vm *vm, const struct snapshot *snap, char *err, size_t
 {
     if (vm->ncpus != snap->ncpus || vm->nvirtio != snap->nvirtio) {
         snprintf(err, errlen, "the VM has %u vCPUs and %u virtio devices, the snapshot %u and "
-                              "%u: give the same devices (--disk, --rng) at restore",
+                              "%u: give the same devices (--disk, --net, --rng) at restore",
                  vm->ncpus, vm->nvirtio, snap->ncpus, snap->nvirtio);
         return -EINVAL;
     }

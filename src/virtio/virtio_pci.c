@@ -814,8 +814,8 @@ static int restore_check(struct virtio_device *vdev, const struct virtio_pci_sav
     struct state_reader r;
     state_reader_init(&r, s->device, s->device_len);
     if (ops->check && ops->check(vdev, &r) < 0) {
-        snprintf(err, errlen, "virtio-%s: the backend given at restore does not match the "
-                              "snapshot's (e.g. another disk size)",
+        snprintf(err, errlen, "virtio-%s: the device given at restore does not match the "
+                              "snapshot's (disk size, block size, read-only or id; MAC)",
                  ops->name);
         return -EINVAL;
     }

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Snapshot and restore of a Linux guest, inside the stock-KVM host: kiln boots the default
-guest (2 vCPUs, 256 MiB, a virtio-blk disk and virtio-rng) through its API; a shell loop in
+guest (2 vCPUs, 256 MiB, a virtio-blk disk, a virtio-net NIC on user networking with a
+port forward, virtio-rng) through its API, in a network namespace of its own; a shell loop in
 the guest counts, printing each number, keeping it in a file in the guest's RAM and writing
-it to the disk with fsync. Then PATCH /vm Paused, PUT /snapshot/create, kill -9 of kiln;
+it to the disk with fsync, and a one-line server listens on the guest's port 22. Then PATCH /vm Paused, PUT /snapshot/create, kill -9 of kiln;
 `kiln run --restore` with the same disk and rng in a fresh process: the count continues
 from the next number (no gap, no reset), the file and the disk agree, the disk still takes
-writes, the rng still gives bytes, the console answers. The restored VM is snapshotted,
+writes, the rng still gives bytes, the console answers, and the host reaches the server
+that was listening before the snapshot through the restored NIC. The restored VM is snapshotted,
 killed and restored once more (a snapshot of a MAP_PRIVATE-mapped VM), then poweroff ends
 kiln with status 0.
 
@@ -63,7 +65,23 @@ for n in 1 2; do
     rm -f "$S"
     kill -9 "$(cat /run/tmp/kiln-snap.pid)"
     echo "killed-$n" >> "$D/client.log"
+    if [ $n = 1 ]; then
+        waitfile go-net
+        echo "net $(ip netns exec kiln-snap python3 $D/netcheck.py 2222)" >> "$D/client.log"
+    fi
 done
+"""
+
+# The host side of the port forward, run in the test's network namespace.
+NETCHECK = r"""import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode(errors="replace").strip() or "nothing")
 """
 
 
@@ -128,8 +146,9 @@ def snapshot_and_kill(host, r, d, n, label):
 def restore(host, r, vmm, d, sock, snapdir, devices, last, label):
     """kiln run --restore: the count goes on from last + 1. Returns True if it does."""
     started = time.monotonic()
-    host.spawn(f"sh -c 'echo $$ > /run/tmp/kiln-snap.pid; exec {vmm.path} run --restore "
-               f"{snapdir} --api-sock {sock} {devices}'", limit=VMM_LIMIT)
+    host.spawn(f"ip netns exec kiln-snap sh -c 'echo $$ > /run/tmp/kiln-snap.pid; "
+               f"exec {vmm.path} run --restore {snapdir} --api-sock {sock} {devices}'",
+               limit=VMM_LIMIT)
     mark = host.pos
     try:
         host.expect(r"tick (\d+)\r*\n", timeout=120)
@@ -171,7 +190,8 @@ def scenario(host, vmm, guest, r):
     image = os.path.join(d, "data.img")
     with open(image, "wb") as f:
         f.truncate(8 << 20)
-    devices = f"--disk {image},id=data --rng"
+    net = "--net user,hostfwd=tcp::2222-:22"
+    devices = f"--disk {image},id=data {net} --rng"
     env = {
         "BOOT": json.dumps({"kernel_image_path": f"{guest}/vmlinuz",
                             "initrd_path": f"{guest}/initramfs.cpio.gz",
@@ -182,16 +202,20 @@ def scenario(host, vmm, guest, r):
     }
     with open(os.path.join(d, "client.sh"), "w") as f:
         f.write(CLIENT)
+    with open(os.path.join(d, "netcheck.py"), "w") as f:
+        f.write(NETCHECK)
+    host.check("ip netns add kiln-snap && ip netns exec kiln-snap ip link set lo up")
     envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     host.check(f"mkdir -p /run/tmp && rm -f {sock}")
     host.check(f"setsid -f env {envs} sh {d}/client.sh {sock} {d} >/dev/null 2>&1")
     started = time.monotonic()
-    host.spawn(f"sh -c 'echo $$ > /run/tmp/kiln-snap.pid; exec {vmm.path} run --api-sock {sock}'",
-               limit=VMM_LIMIT)
+    host.spawn(f"ip netns exec kiln-snap sh -c 'echo $$ > /run/tmp/kiln-snap.pid; "
+               f"exec {vmm.path} run --api-sock {sock} {net}'", limit=VMM_LIMIT)
     if not wait_guest_ready(host, r, label, started, start_what="kiln start"):
         return False
     if not start_counting(host, r, label):
         return False
+    type_line(host, "echo kiln-net-ok-$((6*7)) | nc -l -p 22 &")
     time.sleep(2)
     last, _ = snapshot_and_kill(host, r, d, 1, f"{label} (full)")
     if last is None:
@@ -200,6 +224,11 @@ def scenario(host, vmm, guest, r):
                    f"{label} (full)"):
         return False
     console_answers(host, r, f"{label} (full)", last)
+    open(os.path.join(d, "go-net"), "w").close()
+    got = wait_file_line(os.path.join(d, "client.log"), lambda l: l.startswith("net "), 90)
+    r.check(f"{label} (full): the host reaches the guest's server (listening since before "
+            f"the snapshot) through the restored NIC", got is not None and "kiln-net-ok-42" in got,
+            got or "no answer")
     time.sleep(2)
     last, _ = snapshot_and_kill(host, r, d, 2, f"{label} (again)")
     if last is None or not restore(host, r, vmm, d, sock, "/run/tmp/kiln-snap/diff", devices,
@@ -211,7 +240,7 @@ def scenario(host, vmm, guest, r):
     r.check(f"{label}: poweroff ends the restored kiln with status 0", status == 0,
             f"status {status}")
     outer_stty_ok(host, r, label)
-    host.check("rm -rf /run/tmp/kiln-snap")
+    host.check("rm -rf /run/tmp/kiln-snap; ip netns del kiln-snap")
     return True
 
 

@@ -13,8 +13,8 @@ TEST is one of:
             with only --api-sock
   diff      a Full snapshot, then a Diff (only the pages written since) restored as base +
             diff, then a Diff of that restored VM restored as a chain of three
-  devices   a VM with a virtio disk and rng: saved, restored with the same devices; without
-            them, or with another disk, the restore is refused
+  devices   a VM with a virtio disk, NIC and rng: saved, restored with the same devices;
+            without them, or with another disk or MAC, the restore is refused
   damaged   truncated, bit-flipped, wrong-version, wrong-architecture and missing files are
             refused with exit status 3 and a clear message, never a crash
 Exits 0 (pass), 1 (fail) or 77 (skipped: no usable /dev/kvm). Standard library only.
@@ -227,12 +227,12 @@ def t_diff(a, c, tmp):
 
 
 def t_devices(a, c, tmp):
-    """With a virtio disk and rng attached (the micro-guest does not drive them): they are
-    saved; the restore must be given the same devices, and the same disk."""
+    """With a virtio disk, NIC and rng attached (the micro-guest does not drive them): they
+    are saved; the restore must be given the same devices, disk and MAC."""
     disk = os.path.join(tmp, "disk.img")
     with open(disk, "wb") as f:
         f.truncate(1 << 20)
-    k = Kiln(a.kiln, ["--api-sock", "api.sock", "--disk", disk, "--rng"], tmp)
+    k = Kiln(a.kiln, ["--api-sock", "api.sock", "--disk", disk, "--net", "user", "--rng"], tmp)
     c.check(k.wait_socket(), "the API socket accepts connections")
     configure_raw(c, k, os.path.join(a.guests, "count.bin"))
     st, _, text = k.request("PUT", "/actions", {"action_type": "InstanceStart"})
@@ -252,11 +252,15 @@ def t_devices(a, c, tmp):
     other = os.path.join(tmp, "other.img")
     with open(other, "wb") as f:
         f.truncate(2 << 20)
-    rc, err = run_restore(a, snapdir, tmp, ["--disk", other, "--rng"])
+    rc, err = run_restore(a, snapdir, tmp, ["--disk", other, "--net", "user", "--rng"])
     c.check(rc == BAD_IMAGE and "does not match" in err,
             f"restoring with another disk size is refused (got {rc}: {err.strip()[:200]})")
-    r = Kiln(a.kiln, ["--restore", snapdir, "--disk", disk, "--rng"], tmp)
-    continues_from(c, r, last, "restore with the disk and rng")
+    rc, err = run_restore(a, snapdir, tmp, ["--disk", disk, "--net", "user,mac=52:54:00:00:00:01",
+                                            "--rng"])
+    c.check(rc == BAD_IMAGE and "virtio-net" in err,
+            f"restoring with another MAC is refused (got {rc}: {err.strip()[:200]})")
+    r = Kiln(a.kiln, ["--restore", snapdir, "--disk", disk, "--net", "user", "--rng"], tmp)
+    continues_from(c, r, last, "restore with the disk, NIC and rng")
     c.check(r.stop() == 0, "the restored kiln exits 0 on SIGTERM")
 
 
