@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Snapshot and restore of a Linux guest, inside the stock-KVM host: kiln boots the default
-guest (2 vCPUs, 256 MiB, a virtio-blk disk, a virtio-net NIC on user networking with a
+guest (2 vCPUs, 256 MiB (KILN_SNAP_MEM_MIB), a virtio-blk disk, a virtio-net NIC on user networking with a
 port forward, virtio-rng) through its API, in a network namespace of its own; a shell loop in
 the guest counts, printing each number, keeping it in a file in the guest's RAM and writing
 it to the disk with fsync, and a one-line server listens on the guest's port 22. Then PATCH /vm Paused, PUT /snapshot/create, kill -9 of kiln;
@@ -27,6 +27,7 @@ from linuxtest import (guest_run, outer_stty_ok, run, setup, boot_outer,  # noqa
 from outerhost import HostError  # noqa: E402
 
 VMM_LIMIT = 900
+GUEST_MIB = int(os.environ.get("KILN_SNAP_MEM_MIB", "256"))  # for figures at other sizes
 TICK = re.compile(r"tick (\d+)\r*\n")
 
 # Runs in the stock-KVM host, detached: configures and starts kiln, then on each go-N file
@@ -196,7 +197,7 @@ def scenario(host, vmm, guest, r):
         "BOOT": json.dumps({"kernel_image_path": f"{guest}/vmlinuz",
                             "initrd_path": f"{guest}/initramfs.cpio.gz",
                             "boot_args": "console=ttyS0 reboot=k panic=1 quiet"}),
-        "MACHINE": json.dumps({"vcpu_count": 2, "mem_size_mib": 256}),
+        "MACHINE": json.dumps({"vcpu_count": 2, "mem_size_mib": GUEST_MIB}),
         "DRIVE": json.dumps({"drive_id": "data", "path_on_host": image, "is_root_device": False,
                              "is_read_only": False}),
     }
