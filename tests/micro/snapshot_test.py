@@ -10,7 +10,7 @@ TEST is one of:
   clones    one snapshot restored into 5 kiln processes at once: each continues from the
             same number and runs on its own (one is paused, the others keep counting)
   api-load  PUT /snapshot/load (resume_vm false, then PATCH /vm Resumed) in a kiln started
-            with only --api-sock
+            with only --api-sock, its rng device configured through the API first
   diff      a Full snapshot, then a Diff (only the pages written since) restored as base +
             diff, then a Diff of that restored VM restored as a chain of three
   devices   a VM with a virtio disk, NIC and rng: saved, restored with the same devices;
@@ -38,9 +38,9 @@ from api_test import Checks, Kiln, counts, wait_for, configure_raw, EXIT_SKIP  #
 BAD_IMAGE = 3
 
 
-def boot_counting(a, c, tmp, cpus=1):
+def boot_counting(a, c, tmp, cpus=1, extra=()):
     """A kiln with the API, booted into count.bin and counting; None if that failed."""
-    k = Kiln(a.kiln, ["--api-sock", "api.sock"], tmp)
+    k = Kiln(a.kiln, ["--api-sock", "api.sock"] + list(extra), tmp)
     if not c.check(k.wait_socket(), "the API socket accepts connections"):
         print(k.describe())
         return None
@@ -160,7 +160,7 @@ def t_clones(a, c, tmp):
 
 
 def t_api_load(a, c, tmp):
-    k = boot_counting(a, c, tmp)
+    k = boot_counting(a, c, tmp, extra=["--rng"])
     if not k:
         return
     snapdir = os.path.join(tmp, "snap")
@@ -174,6 +174,13 @@ def t_api_load(a, c, tmp):
         "snapshot_path": os.path.join(snapdir, "nope"),
         "mem_backend": {"backend_type": "File", "backend_path": os.path.join(snapdir, "memory")}})
     c.check(st == 400 and "No such file" in text, f"loading a missing state file fails ({text})")
+    load = {"snapshot_path": os.path.join(snapdir, "state"),
+            "mem_backend": {"backend_type": "File", "backend_path": os.path.join(snapdir, "memory")}}
+    st, _, text = r.request("PUT", "/snapshot/load", load)
+    c.check(st == 400 and "give the same devices" in text,
+            f"loading without the snapshot's rng device fails ({text})")
+    st, _, text = r.request("PUT", "/entropy", {})
+    c.check(st == 204, f"PUT /entropy -> 204 ({text})")
     st, _, text = r.request("PUT", "/snapshot/load", {
         "snapshot_path": os.path.join(snapdir, "state"),
         "mem_backend": {"backend_type": "File", "backend_path": os.path.join(snapdir, "memory")},
