@@ -66,7 +66,7 @@ const char run_options_usage[] =
     "      --restore DIR         continue the VM saved in DIR (its files 'state' and\n"
     "                            'memory', from PUT /snapshot/create) instead of booting a\n"
     "                            kernel; memory size and vCPUs come from the snapshot;\n"
-    "                            give the same --disk, --net and --rng as the saved VM\n"
+    "                            give the same --disk, --net, --rng, --console as saved\n"
     "\n"
     "Other:\n"
     "  -v, --verbose             more messages: run statistics at exit; twice: debug,\n"

@@ -21,9 +21,7 @@ static int check_restore_options(const struct vm_config *cfg)
                       : cfg->initrd_path ? "--initrd"
                       : cfg->config_file ? "--config-file"
                                          : NULL;
-    const char *unsupported = cfg->vsock.enabled ? "--vsock"
-                              : cfg->console == CONSOLE_VIRTIO ? "--console virtio"
-                                                               : NULL;
+    const char *unsupported = cfg->vsock.enabled ? "--vsock" : NULL;
     if (bad)
         log_error("--restore: %s cannot be combined with a snapshot, which has its own kernel "
                   "in its memory",

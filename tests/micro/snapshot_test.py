@@ -15,6 +15,7 @@ TEST is one of:
             diff, then a Diff of that restored VM restored as a chain of three
   devices   a VM with a virtio disk, NIC and rng: saved, restored with the same devices;
             without them, or with another disk or MAC, the restore is refused
+  console-virtio  the same with --console virtio (COM1's output read from the log)
   damaged   truncated, bit-flipped, wrong-version, wrong-architecture and missing files are
             refused with exit status 3 and a clear message, never a crash
 Exits 0 (pass), 1 (fail) or 77 (skipped: no usable /dev/kvm). Standard library only.
@@ -271,6 +272,35 @@ def t_devices(a, c, tmp):
     c.check(r.stop() == 0, "the restored kiln exits 0 on SIGTERM")
 
 
+def t_console_virtio(a, c, tmp):
+    """--console virtio: the virtio-console device is saved too; COM1's output (the count)
+    goes to the console log, which shows it continue after the restore."""
+    log1, log2 = os.path.join(tmp, "log1"), os.path.join(tmp, "log2")
+    logged = lambda path: counts(open(path, errors="replace").read()) if os.path.exists(path) else []
+    k = Kiln(a.kiln, ["--api-sock", "api.sock", "--console", "virtio", "--console-log", log1], tmp)
+    c.check(k.wait_socket(), "the API socket accepts connections")
+    configure_raw(c, k, os.path.join(a.guests, "count.bin"))
+    st, _, text = k.request("PUT", "/actions", {"action_type": "InstanceStart"})
+    c.check(st == 204 and wait_for(lambda: len(logged(log1)) >= 3, 10),
+            f"the guest counts into the console log ({st} {text})")
+    snapdir = os.path.join(tmp, "snap")
+    os.makedirs(snapdir)
+    k.request("PATCH", "/vm", {"state": "Paused"})
+    st, _, text = k.request("PUT", "/snapshot/create", {
+        "snapshot_path": os.path.join(snapdir, "state"),
+        "mem_file_path": os.path.join(snapdir, "memory")})
+    c.check(st == 204, f"PUT /snapshot/create with a virtio console -> 204 ({st} {text})")
+    time.sleep(0.2)
+    last = logged(log1)[-1]
+    kill(k)
+    r = Kiln(a.kiln, ["--restore", snapdir, "--console", "virtio", "--console-log", log2], tmp)
+    ok = wait_for(lambda: len(logged(log2)) >= 3, 10)
+    got = logged(log2)
+    c.check(ok and got[0] == last + 1 and got == list(range(last + 1, last + 1 + len(got))),
+            f"the count continues at {last + 1} with no gap (got {got[:4]}...)")
+    c.check(r.stop() == 0, "the restored kiln exits 0 on SIGTERM")
+
+
 def run_restore(a, snapdir, tmp, extra=()):
     p = subprocess.run([a.kiln, "run", "--restore", snapdir] + list(extra), cwd=tmp,
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
@@ -331,7 +361,8 @@ def t_damaged(a, c, tmp):
 
 
 TESTS = {"continue": t_continue, "clones": t_clones, "api-load": t_api_load,
-         "damaged": t_damaged, "diff": t_diff, "devices": t_devices}
+         "damaged": t_damaged, "diff": t_diff, "devices": t_devices,
+         "console-virtio": t_console_virtio}
 
 
 def main():
