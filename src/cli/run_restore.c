@@ -21,14 +21,11 @@ static int check_restore_options(const struct vm_config *cfg)
                       : cfg->initrd_path ? "--initrd"
                       : cfg->config_file ? "--config-file"
                                          : NULL;
-    const char *unsupported = cfg->vsock.enabled ? "--vsock" : NULL;
     if (bad)
         log_error("--restore: %s cannot be combined with a snapshot, which has its own kernel "
                   "in its memory",
                   bad);
-    else if (unsupported)
-        log_error("--restore: %s: snapshots of this device are not supported yet", unsupported);
-    return bad || unsupported ? -EINVAL : 0;
+    return bad ? -EINVAL : 0;
 }
 
 int restore_and_run(struct vm_config *cfg, const char *state_path, const char *mem_path,

@@ -601,8 +601,10 @@ static int freeze_devices(struct vm *vm, unsigned *frozen, char *err, size_t err
             return ret;
         }
         if (ret < 0) {
-            snprintf(err, errlen, "virtio-%s: its I/O did not complete; try again",
-                     vdev->ops->name);
+            snprintf(err, errlen, "virtio-%s: not idle within 5 s (I/O in flight%s); try again",
+                     vdev->ops->name,
+                     vdev->ops->device_id == 19 ? ", or open vsock connections, which a "
+                                                  "snapshot cannot carry" : "");
             return ret;
         }
     }
@@ -796,7 +798,8 @@ int snapshot_apply(struct vm *vm, const struct snapshot *snap, char *err, size_t
 {
     if (vm->ncpus != snap->ncpus || vm->nvirtio != snap->nvirtio) {
         snprintf(err, errlen, "the VM has %u vCPUs and %u virtio devices, the snapshot %u and "
-                              "%u: give the same devices (--disk, --net, --rng) at restore",
+                              "%u: give the same devices (--disk, --net, --vsock, --rng, --console "
+                              "virtio) at restore",
                  vm->ncpus, vm->nvirtio, snap->ncpus, snap->nvirtio);
         return -EINVAL;
     }

@@ -815,7 +815,7 @@ static int restore_check(struct virtio_device *vdev, const struct virtio_pci_sav
     state_reader_init(&r, s->device, s->device_len);
     if (ops->check && ops->check(vdev, &r) < 0) {
         snprintf(err, errlen, "virtio-%s: the device given at restore does not match the "
-                              "snapshot's (disk size, block size, read-only or id; MAC)",
+                              "snapshot's (disk size, block size, read-only or id; MAC; CID)",
                  ops->name);
         return -EINVAL;
     }

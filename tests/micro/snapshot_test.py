@@ -13,8 +13,8 @@ TEST is one of:
             with only --api-sock, its rng device configured through the API first
   diff      a Full snapshot, then a Diff (only the pages written since) restored as base +
             diff, then a Diff of that restored VM restored as a chain of three
-  devices   a VM with a virtio disk, NIC and rng: saved, restored with the same devices;
-            without them, or with another disk or MAC, the restore is refused
+  devices   a VM with a virtio disk, NIC, vsock and rng: saved, restored with the same
+            devices; without them, or with another disk, MAC or CID, the restore is refused
   console-virtio  the same with --console virtio (COM1's output read from the log)
   damaged   truncated, bit-flipped, wrong-version, wrong-architecture and missing files are
             refused with exit status 3 and a clear message, never a crash
@@ -235,12 +235,13 @@ def t_diff(a, c, tmp):
 
 
 def t_devices(a, c, tmp):
-    """With a virtio disk, NIC and rng attached (the micro-guest does not drive them): they
-    are saved; the restore must be given the same devices, disk and MAC."""
+    """With a virtio disk, NIC, vsock and rng attached (the micro-guest does not drive them):
+    they are saved; the restore must be given the same devices, disk, MAC and CID."""
     disk = os.path.join(tmp, "disk.img")
     with open(disk, "wb") as f:
         f.truncate(1 << 20)
-    k = Kiln(a.kiln, ["--api-sock", "api.sock", "--disk", disk, "--net", "user", "--rng"], tmp)
+    k = Kiln(a.kiln, ["--api-sock", "api.sock", "--disk", disk, "--net", "user", "--vsock",
+                      "cid=7,uds=v1.sock", "--rng"], tmp)
     c.check(k.wait_socket(), "the API socket accepts connections")
     configure_raw(c, k, os.path.join(a.guests, "count.bin"))
     st, _, text = k.request("PUT", "/actions", {"action_type": "InstanceStart"})
@@ -260,15 +261,21 @@ def t_devices(a, c, tmp):
     other = os.path.join(tmp, "other.img")
     with open(other, "wb") as f:
         f.truncate(2 << 20)
-    rc, err = run_restore(a, snapdir, tmp, ["--disk", other, "--net", "user", "--rng"])
+    rc, err = run_restore(a, snapdir, tmp, ["--disk", other, "--net", "user", "--vsock",
+                                            "cid=7,uds=v2.sock", "--rng"])
     c.check(rc == BAD_IMAGE and "does not match" in err,
             f"restoring with another disk size is refused (got {rc}: {err.strip()[:200]})")
     rc, err = run_restore(a, snapdir, tmp, ["--disk", disk, "--net", "user,mac=52:54:00:00:00:01",
-                                            "--rng"])
+                                            "--vsock", "cid=7,uds=v2.sock", "--rng"])
     c.check(rc == BAD_IMAGE and "virtio-net" in err,
             f"restoring with another MAC is refused (got {rc}: {err.strip()[:200]})")
-    r = Kiln(a.kiln, ["--restore", snapdir, "--disk", disk, "--net", "user", "--rng"], tmp)
-    continues_from(c, r, last, "restore with the disk, NIC and rng")
+    rc, err = run_restore(a, snapdir, tmp, ["--disk", disk, "--net", "user", "--vsock",
+                                            "cid=8,uds=v2.sock", "--rng"])
+    c.check(rc == BAD_IMAGE and "virtio-vsock" in err,
+            f"restoring with another vsock CID is refused (got {rc}: {err.strip()[:200]})")
+    r = Kiln(a.kiln, ["--restore", snapdir, "--disk", disk, "--net", "user", "--vsock",
+                      "cid=7,uds=v2.sock", "--rng"], tmp)
+    continues_from(c, r, last, "restore with the disk, NIC, vsock and rng")
     c.check(r.stop() == 0, "the restored kiln exits 0 on SIGTERM")
 
 
