@@ -61,7 +61,10 @@ def snapshot(c, k, snapdir, kind="Full"):
     st, _, text = k.request("PATCH", "/vm", {"state": "Paused"})
     c.check(st == 204, f"PATCH /vm Paused -> 204 (got {st} {text})")
     time.sleep(0.3)  # what the UART already passed on drains from the pipe
-    last = counts(k.text())[-1]
+    text = k.text()
+    last = counts(text)[-1]
+    # The guest may be paused in the middle of a line: the restored one finishes it.
+    k.partial = text[text.rfind("\n") + 1:]
     t0 = time.monotonic()
     st, _, text = k.request("PUT", "/snapshot/create", {
         "snapshot_type": kind, "snapshot_path": os.path.join(snapdir, "state"),
@@ -85,10 +88,11 @@ def kill(k):
     k.wait_exit()
 
 
-def continues_from(c, k, last, what, timeout=10):
-    """The restored guest's first count is last + 1 and it counts on without gaps."""
-    ok = wait_for(lambda: len(counts(k.text())) >= 5, timeout)
-    got = counts(k.text())
+def continues_from(c, k, last, what, timeout=10, prefix=""):
+    """The restored guest's first count is last + 1 and it counts on without gaps; `prefix`
+    is the unfinished line the saved guest had printed."""
+    ok = wait_for(lambda: len(counts(prefix + k.text())) >= 5, timeout)
+    got = counts(prefix + k.text())
     c.check(ok and got[0] == last + 1,
             f"{what}: the count continues at {last + 1} (got {got[:3]}...)")
     c.check(got == list(range(got[0], got[0] + len(got))),
@@ -113,7 +117,7 @@ def t_continue(a, c, tmp):
     r.sock = os.path.join(tmp, "api2.sock")
     ok = wait_for(lambda: counts(r.text()), 10)
     c.check(ok, f"restored guest prints within {time.monotonic() - t0:.2f} s")
-    continues_from(c, r, last, "restore")
+    continues_from(c, r, last, "restore", prefix=k.partial)
     c.check(r.proc.poll() is None, "the restored kiln keeps running")
     # The console answers: the guest still drives the UART (it prints on), and the host end
     # of the API still controls it: pause stops the output, resume restarts it.
@@ -127,7 +131,7 @@ def t_continue(a, c, tmp):
     last2 = snapshot(c, r, snap2)
     kill(r)
     r2 = Kiln(a.kiln, ["--restore", snap2], tmp)
-    continues_from(c, r2, last2, "second-generation restore")
+    continues_from(c, r2, last2, "second-generation restore", prefix=r.partial)
     r2.stop()
 
 
@@ -145,7 +149,7 @@ def t_clones(a, c, tmp):
         clone = Kiln(a.kiln, ["--restore", snapdir, "--api-sock", "api.sock"], d)
         clones.append(clone)
     for i, clone in enumerate(clones):
-        continues_from(c, clone, last, f"clone {i}", timeout=20)
+        continues_from(c, clone, last, f"clone {i}", timeout=20, prefix=k.partial)
         c.check(clone.wait_socket(), f"clone {i}: its API answers")
     # independence: pausing clone 0 does not stop the others
     st, _, _ = clones[0].request("PATCH", "/vm", {"state": "Paused"})
@@ -193,7 +197,7 @@ def t_api_load(a, c, tmp):
     c.check(body and body.get("state") == "Paused", f"GET / says Paused ({body})")
     st, _, text = r.request("PATCH", "/vm", {"state": "Resumed"})
     c.check(st == 204, f"PATCH /vm Resumed -> 204 (got {st} {text})")
-    continues_from(c, r, last, "API load")
+    continues_from(c, r, last, "API load", prefix=k.partial)
     c.check(r.stop() == 0, "kiln exits 0 on SIGTERM")
 
 
@@ -221,11 +225,11 @@ def t_diff(a, c, tmp):
             f"the diff's memory file holds less than the full one ({diff_used} < {full_used} bytes)")
     r = Kiln(a.kiln, ["--restore", diff1, "--api-sock", "api2.sock"], tmp)
     r.sock = os.path.join(tmp, "api2.sock")
-    continues_from(c, r, last, "restore of a diff")
+    continues_from(c, r, last, "restore of a diff", prefix=k.partial)
     last2 = snapshot(c, r, diff2, "Diff")
     kill(r)
     r2 = Kiln(a.kiln, ["--restore", diff2], tmp)
-    continues_from(c, r2, last2, "restore of a diff on a diff")
+    continues_from(c, r2, last2, "restore of a diff on a diff", prefix=r.partial)
     r2.stop()
     # a diff whose base is gone, or was replaced, is refused
     os.rename(os.path.join(full, "state"), os.path.join(full, "state.moved"))
@@ -275,7 +279,7 @@ def t_devices(a, c, tmp):
             f"restoring with another vsock CID is refused (got {rc}: {err.strip()[:200]})")
     r = Kiln(a.kiln, ["--restore", snapdir, "--disk", disk, "--net", "user", "--vsock",
                       "cid=7,uds=v2.sock", "--rng"], tmp)
-    continues_from(c, r, last, "restore with the disk, NIC, vsock and rng")
+    continues_from(c, r, last, "restore with the disk, NIC, vsock and rng", prefix=k.partial)
     c.check(r.stop() == 0, "the restored kiln exits 0 on SIGTERM")
 
 
@@ -299,10 +303,18 @@ def t_console_virtio(a, c, tmp):
     c.check(st == 204, f"PUT /snapshot/create with a virtio console -> 204 ({st} {text})")
     time.sleep(0.2)
     last = logged(log1)[-1]
+    with open(log1, errors="replace") as f:
+        text = f.read()
+    partial = text[text.rfind("\n") + 1:]
     kill(k)
     r = Kiln(a.kiln, ["--restore", snapdir, "--console", "virtio", "--console-log", log2], tmp)
-    ok = wait_for(lambda: len(logged(log2)) >= 3, 10)
-    got = logged(log2)
+    def logged2():
+        if not os.path.exists(log2):
+            return []
+        with open(log2, errors="replace") as f:
+            return counts(partial + f.read())
+    ok = wait_for(lambda: len(logged2()) >= 3, 10)
+    got = logged2()
     c.check(ok and got[0] == last + 1 and got == list(range(last + 1, last + 1 + len(got))),
             f"the count continues at {last + 1} with no gap (got {got[:4]}...)")
     c.check(r.stop() == 0, "the restored kiln exits 0 on SIGTERM")
