@@ -8,15 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: compiler, meson/ninja, pkg-config; libraries: liburing (virtio-blk I/O), libslirp
-# and glib (user-mode networking), libmicrohttpd and jansson (the API: HTTP, JSON). Tests:
-# cmocka, iasl/acpiexec (ACPI checks), e2fsprogs
+# and glib (user-mode networking), libmicrohttpd and jansson (the API: HTTP, JSON), zlib
+# (snapshot state file checksums). Tests: cmocka, iasl/acpiexec (ACPI checks), e2fsprogs
 # and iproute2 (disk and network tests). Guests: busybox-static, kernel packages unpacked
 # with dpkg-deb, lz4 (cloud kernel payload), kmod (module dependencies). Stock-KVM host: QEMU.
 # Lifecycle CLI: jansson (JSON), libcurl (its API client; loaded only by the CLI commands).
 # Hardening: libseccomp (per-thread syscall filters), clang and its runtime (libFuzzer).
 # Benchmarks (bench/run.py): QEMU as the peer, gnuplot for the charts.
 PACKAGES=(gcc libc6-dev make meson ninja-build pkg-config liburing-dev libslirp-dev
-          libglib2.0-dev libmicrohttpd-dev libjansson-dev libcmocka-dev acpica-tools binutils
+          libglib2.0-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libcmocka-dev acpica-tools binutils
           python3 busybox-static lz4 xz-utils cpio kmod qemu-system-x86 util-linux e2fsprogs
           iproute2 libcurl4-openssl-dev gnuplot-nox libseccomp-dev clang
           libclang-rt-14-dev)

@@ -23,6 +23,8 @@ static const char kiln_usage[] =
     "  stop       shut a VM down gracefully (ACPI power button), then force\n"
     "  kill       kill a VM's process at once\n"
     "  rm         delete a VM's definition and files\n"
+    "  snapshot   save a running VM's state and memory into a directory\n"
+    "  restore    continue a saved VM in the background (also as a clone)\n"
     "  help       show this help (or 'kiln COMMAND --help')\n"
     "  version    print kiln's version\n"
     "\n"
@@ -52,7 +54,8 @@ static const struct command commands[] = {
     {"run", cmd_run},       {"create", cmd_create}, {"start", cmd_start},
     {"ls", cmd_ls},         {"info", cmd_info},     {"console", cmd_console},
     {"pause", cmd_pause},   {"resume", cmd_resume}, {"stop", cmd_stop},
-    {"kill", cmd_kill},     {"rm", cmd_rm},
+    {"kill", cmd_kill},     {"rm", cmd_rm},         {"snapshot", cmd_snapshot},
+    {"restore", cmd_restore},
 };
 
 int main(int argc, char **argv)

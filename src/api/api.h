@@ -7,6 +7,7 @@
 #define KILN_API_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "api/vm_spec.h"
@@ -25,6 +26,12 @@ struct api_ops {
     int (*resume)(void *opaque, char *err, size_t errlen);
     int (*ctrl_alt_del)(void *opaque, char *err, size_t errlen);
     int (*power_button)(void *opaque, char *err, size_t errlen);
+    /* PUT /snapshot/create on a paused VM: the state file and the memory file. */
+    int (*snapshot_create)(void *opaque, bool diff, const char *state_path,
+                           const char *mem_path, char *err, size_t errlen);
+    /* PUT /snapshot/load before any start: the VM continues from the snapshot. */
+    int (*snapshot_load)(void *opaque, const char *state_path, const char *mem_path,
+                         bool resume, char *err, size_t errlen);
 };
 
 struct api {

@@ -252,6 +252,110 @@ static unsigned patch_vm(struct request *rq)
     return reply_result(rq, ret);
 }
 
+/* ---- snapshots (docs/snapshot.md) ---- */
+
+#define SNAPSHOT_PATH_MAX 4096
+
+/* A required string member with a sane length, or NULL with the fault set. */
+static const char *body_path(struct request *rq, json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    if (!s || !s[0] || strlen(s) >= SNAPSHOT_PATH_MAX || strlen(s) != json_string_length(v)) {
+        set_fault(rq, -EINVAL, "'%s' must be a non-empty path shorter than %d bytes", name,
+                  SNAPSHOT_PATH_MAX);
+        return NULL;
+    }
+    return s;
+}
+
+/* Only members from `allowed` (NULL-terminated) may appear. */
+static bool body_members_known(struct request *rq, const char *const *allowed)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(rq->body, key, value) {
+        bool known = false;
+        for (const char *const *a = allowed; *a && !known; a++)
+            known = strcmp(key, *a) == 0;
+        if (!known) {
+            set_fault(rq, -EINVAL, "unknown member '%.64s'", key);
+            return false;
+        }
+    }
+    (void)value;
+    return true;
+}
+
+static unsigned put_snapshot_create(struct request *rq)
+{
+    static const char *const allowed[] = {"snapshot_type", "snapshot_path", "mem_file_path",
+                                          "version", NULL};
+    struct api *api = rq->api;
+    if (!body_members_known(rq, allowed))
+        return reply_result(rq, -EINVAL);
+    json_t *type = json_object_get(rq->body, "snapshot_type");
+    if (type && (!json_is_string(type) || (strcmp(json_string_value(type), "Full") != 0 &&
+                                           strcmp(json_string_value(type), "Diff") != 0)))
+        return reply_result(rq, set_fault(rq, -EINVAL, "'snapshot_type' must be Full or Diff"));
+    const char *state = body_path(rq, rq->body, "snapshot_path");
+    const char *mem = state ? body_path(rq, rq->body, "mem_file_path") : NULL;
+    if (!mem)
+        return reply_result(rq, -EINVAL);
+    if (api->state != API_VM_PAUSED)
+        return reply_result(
+            rq, set_fault(rq, -EINVAL, "snapshot/create: the microVM must be paused first"));
+    bool diff = type && strcmp(json_string_value(type), "Diff") == 0;
+    return reply_result(rq, api->ops->snapshot_create(api->opaque, diff, state, mem, rq->fault,
+                                                      FAULT_MAX));
+}
+
+/* The memory file: Firecracker's mem_backend {backend_type: File, backend_path} or the
+ * older mem_file_path. */
+static const char *load_mem_path(struct request *rq)
+{
+    json_t *backend = json_object_get(rq->body, "mem_backend");
+    bool has_file = json_object_get(rq->body, "mem_file_path") != NULL;
+    if (!backend == !has_file) {
+        set_fault(rq, -EINVAL, "give exactly one of 'mem_backend' and 'mem_file_path'");
+        return NULL;
+    }
+    if (has_file)
+        return body_path(rq, rq->body, "mem_file_path");
+    json_t *kind = json_object_get(backend, "backend_type");
+    if (!json_is_object(backend) || json_object_size(backend) != 2 || !json_is_string(kind) ||
+        strcmp(json_string_value(kind), "File") != 0) {
+        set_fault(rq, -EINVAL,
+                  "'mem_backend' must be {\"backend_type\": \"File\", \"backend_path\": ...}");
+        return NULL;
+    }
+    return body_path(rq, backend, "backend_path");
+}
+
+static unsigned put_snapshot_load(struct request *rq)
+{
+    static const char *const allowed[] = {"snapshot_path", "mem_backend", "mem_file_path",
+                                          "enable_diff_snapshots", "resume_vm", NULL};
+    struct api *api = rq->api;
+    if (!body_members_known(rq, allowed))
+        return reply_result(rq, -EINVAL);
+    json_t *resume = json_object_get(rq->body, "resume_vm");
+    json_t *diff = json_object_get(rq->body, "enable_diff_snapshots");
+    if ((resume && !json_is_boolean(resume)) || (diff && !json_is_boolean(diff)))
+        return reply_result(
+            rq, set_fault(rq, -EINVAL, "'resume_vm' and 'enable_diff_snapshots' are booleans"));
+    /* Dirty-page logging is always on in a restored VM, so the flag changes nothing. */
+    const char *state = body_path(rq, rq->body, "snapshot_path");
+    const char *mem = state ? load_mem_path(rq) : NULL;
+    if (!mem)
+        return reply_result(rq, -EINVAL);
+    bool run = resume && json_is_true(resume);
+    int ret = api->ops->snapshot_load(api->opaque, state, mem, run, rq->fault, FAULT_MAX);
+    if (ret == 0)
+        api->state = run ? API_VM_RUNNING : API_VM_PAUSED;
+    return reply_result(rq, ret);
+}
+
 /* ---- routing ---- */
 
 enum route_kind { EXACT, WITH_ID };
@@ -278,6 +382,8 @@ static const struct route routes[] = {
     {"PUT", "/entropy", EXACT, true, put_entropy},
     {"PUT", "/actions", EXACT, false, put_actions},
     {"PATCH", "/vm", EXACT, false, patch_vm},
+    {"PUT", "/snapshot/create", EXACT, false, put_snapshot_create},
+    {"PUT", "/snapshot/load", EXACT, true, put_snapshot_load},
 };
 
 /* Matches `path` against a route; for WITH_ID sets *id to what follows the prefix. */

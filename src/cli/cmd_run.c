@@ -127,8 +127,7 @@ static int exit_for_stop(enum vm_stop_reason reason)
 
 static void warn_if_no_hw_virt(const struct boot_images *img)
 {
-    enum kernel_format f = img->format;
-    if (f == KERNEL_FORMAT_RAW || host_has_hw_virt() != 0)
+    if (!img || img->format == KERNEL_FORMAT_RAW || host_has_hw_virt() != 0)
         return;
     log_warn("this CPU reports no hardware virtualization (vmx/svm): /dev/kvm is likely "
              "emulated and may not run a full Linux kernel");
@@ -148,8 +147,8 @@ static int add_devices(struct vm *vm, const struct jail *jail)
     return KILN_EXIT_OK;
 }
 
-static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks,
-                  const struct jail *jail)
+int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks,
+           const struct jail *jail)
 {
     struct kvm kvm;
     if (kvm_open(&kvm, cfg->kvm_path) < 0)
@@ -171,9 +170,11 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct r
         if (ret == -ENOMEM)
             log_error("cannot allocate %lluM of guest memory",
                       (unsigned long long)(cfg->memory >> 20));
-        else
+        else if (ret != -EBADMSG) /* an unusable snapshot was reported already */
             log_error("setting up the VM: %s", strerror(-ret));
-        status = ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_VM_FAILED;
+        status = ret == -ENOMEM    ? KILN_EXIT_RESOURCES
+                 : ret == -EBADMSG ? KILN_EXIT_BAD_IMAGE
+                                   : KILN_EXIT_VM_FAILED;
     } else if ((status = add_devices(vm, jail)) != KILN_EXIT_OK) {
         /* logged */
     } else {
@@ -186,7 +187,7 @@ static int run_vm(struct vm_config *cfg, struct boot_images *img, const struct r
         ret = vm_run(vm, &reason);
         if (hooks && hooks->finished)
             hooks->finished(vm, hooks->opaque);
-        if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG)
+        if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG || ret == -EBADMSG)
             status = KILN_EXIT_BAD_IMAGE;
         else if (ret < 0)
             status = KILN_EXIT_VM_FAILED;
@@ -269,14 +270,16 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
-    if (cfg.jail.dir && (cfg.api_sock || cfg.config_file)) {
+    if (cfg.jail.dir && (cfg.api_sock || cfg.config_file || cfg.restore_dir)) {
         /* The jail is entered single-threaded, after the devices are open; the API
          * thread runs before that. A jailed API needs the jail to exec kiln instead. */
-        log_error("--jail cannot be combined with --api-sock or --config-file yet");
+        log_error("--jail cannot be combined with --api-sock, --config-file or --restore yet");
         return KILN_EXIT_USAGE;
     }
     if (cfg.jail.dir)
         return run_jailed(&cfg);
+    if (cfg.restore_dir)
+        return run_restored(&cfg);
     /* Under the API or a config file there is no default guest: the client names one. */
     if (cfg.api_sock || cfg.config_file)
         return run_controlled(&cfg);

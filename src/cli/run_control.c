@@ -19,6 +19,7 @@
 #include "api/fc_config.h"
 #include "cli/exit_codes.h"
 #include "cli/run_vm.h"
+#include "snapshot/snapshot.h"
 #include "util.h"
 #include "vmm/vm.h"
 
@@ -38,13 +39,20 @@ struct control {
     bool booting;  /* control_boot is building the VM and has not booted it yet */
     bool booted;
     int wake_fd; /* eventfd: a start request is waiting for the main thread */
+    /* PUT /snapshot/load: a start from a snapshot instead of a kernel (with start_spec). */
+    struct {
+        const char *state_path; /* NULL: a plain InstanceStart */
+        const char *mem_path;
+        bool resume;
+    } load;
 };
 
 /* ---- API operations (API thread) ---- */
 
-static int control_start(void *opaque, const struct vm_spec *spec, char *err, size_t errlen)
+/* Hands a start (boot or snapshot load) to the main thread and waits for its outcome. */
+static int control_request_start(struct control *ctl, const struct vm_spec *spec, char *err,
+                                 size_t errlen)
 {
-    struct control *ctl = opaque;
     pthread_mutex_lock(&ctl->lock);
     ctl->start_spec = spec;
     ctl->start_done = false;
@@ -57,7 +65,46 @@ static int control_start(void *opaque, const struct vm_spec *spec, char *err, si
     int ret = ctl->start_result;
     snprintf(err, errlen, "%s", ctl->start_err);
     ctl->start_spec = NULL;
+    ctl->load.state_path = NULL;
     pthread_mutex_unlock(&ctl->lock);
+    return ret;
+}
+
+static int control_start(void *opaque, const struct vm_spec *spec, char *err, size_t errlen)
+{
+    return control_request_start(opaque, spec, err, errlen);
+}
+
+/* The API thread waits in control_request_start, so the paths stay valid meanwhile. */
+static int control_snapshot_load(void *opaque, const char *state_path, const char *mem_path,
+                                 bool resume, char *err, size_t errlen)
+{
+    struct control *ctl = opaque;
+    pthread_mutex_lock(&ctl->lock);
+    ctl->load.state_path = state_path;
+    ctl->load.mem_path = mem_path;
+    ctl->load.resume = resume;
+    pthread_mutex_unlock(&ctl->lock);
+    return control_request_start(ctl, &ctl->api.spec, err, errlen);
+}
+
+/* Runs under ctl->lock so that the VM cannot be torn down while its memory is written. */
+static int control_snapshot_create(void *opaque, bool diff, const char *state_path,
+                                   const char *mem_path, char *err, size_t errlen)
+{
+    struct control *ctl = opaque;
+    pthread_mutex_lock(&ctl->lock);
+    int ret = -ESRCH;
+    uint64_t t0 = monotonic_ns();
+    if (ctl->vm)
+        ret = snapshot_create(ctl->vm, diff ? SNAPSHOT_DIFF : SNAPSHOT_FULL, state_path,
+                              mem_path, err, errlen);
+    else
+        snprintf(err, errlen, "snapshot/create: the VM is not running");
+    pthread_mutex_unlock(&ctl->lock);
+    if (ret == 0)
+        log_verbose("snapshot written to '%s' and '%s' in %.1f ms", state_path, mem_path,
+                    (double)(monotonic_ns() - t0) / 1e6);
     return ret;
 }
 
@@ -116,6 +163,8 @@ static const struct api_ops control_ops = {
     .resume = control_resume,
     .ctrl_alt_del = control_ctrl_alt_del,
     .power_button = control_power_button,
+    .snapshot_create = control_snapshot_create,
+    .snapshot_load = control_snapshot_load,
 };
 
 /* ---- the VM's life (main thread) ---- */
@@ -183,6 +232,33 @@ out:
     return status;
 }
 
+/* PUT /snapshot/load: the configuration comes from the snapshot, not from `spec`. */
+static int control_load(struct control *ctl, const struct vm_spec *spec)
+{
+    struct vm_config cfg = spec->cfg;
+    cfg.restore_paused = !ctl->load.resume;
+    struct run_hooks hooks = {control_booted, control_finished, ctl};
+    control_set_booting(ctl, true);
+    int status = restore_and_run(&cfg, ctl->load.state_path, ctl->load.mem_path, &hooks);
+    control_set_booting(ctl, false);
+    return status;
+}
+
+/* `kiln run --restore DIR --api-sock PATH`: the restored VM runs at once. */
+static int control_restore(struct control *ctl, struct vm_config *cli)
+{
+    char state_path[4200], mem_path[4200];
+    if (snapshot_dir_paths(cli->restore_dir, state_path, sizeof(state_path), mem_path,
+                           sizeof(mem_path)) < 0) {
+        log_error("--restore: path too long");
+        return KILN_EXIT_USAGE;
+    }
+    struct run_hooks hooks = {control_booted, control_finished, ctl};
+    int status = restore_and_run(cli, state_path, mem_path, &hooks);
+    control_set_booting(ctl, false);
+    return status;
+}
+
 /* An InstanceStart from the API: try it, and tell the waiting request how it went. */
 static int control_try_start(struct control *ctl, bool *ran)
 {
@@ -194,7 +270,7 @@ static int control_try_start(struct control *ctl, bool *ran)
     /* The requesting API thread holds the spec still (it waits under api->lock). */
     ctl->started_by_api = true;
     log_capture_begin(ctl->start_err, sizeof(ctl->start_err));
-    int status = control_boot(ctl, spec);
+    int status = ctl->load.state_path ? control_load(ctl, spec) : control_boot(ctl, spec);
     log_capture_end();
     *ran = ctl->booted;
     if (!ctl->booted) {
@@ -284,8 +360,8 @@ int run_controlled(struct vm_config *cli)
         goto out;
     }
     api_init(&ctl->api, spec, &control_ops, ctl, cli->instance_id);
-    /* A config file boots at once: the API sees a started VM from the first request. */
-    if (cli->config_file) {
+    /* A config file or a snapshot boots at once: the API sees a started VM at once. */
+    if (cli->config_file || cli->restore_dir) {
         api_set_state(&ctl->api, API_VM_RUNNING);
         ctl->booting = true;
     }
@@ -293,7 +369,9 @@ int run_controlled(struct vm_config *cli)
         status = KILN_EXIT_DEVICE;
         goto out_api;
     }
-    if (cli->config_file)
+    if (cli->restore_dir)
+        status = control_restore(ctl, cli);
+    else if (cli->config_file)
         status = control_boot(ctl, spec);
     else
         status = control_wait_and_run(ctl, signal_fd);

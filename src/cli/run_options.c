@@ -98,6 +98,13 @@ const char run_options_usage[] =
     "                            call stops kiln and names the call; off is for debugging\n"
     "                            only (docs/seccomp.md)\n"
     "\n"
+    "Snapshots (docs/snapshot.md):\n"
+    "      --restore DIR         continue the VM saved in DIR (its files 'state' and\n"
+    "                            'memory', from PUT /snapshot/create) instead of booting a\n"
+    "                            kernel; memory size and vCPUs come from the snapshot;\n"
+    "                            give the same devices (--disk, --net, --vsock, --rng,\n"
+    "                            --console) as the saved VM had\n"
+    "\n"
     "Other:\n"
     "  -v, --verbose             more messages: run statistics at exit; twice: debug,\n"
     "                            e.g. unclaimed I/O\n"
@@ -108,7 +115,8 @@ const char run_options_usage[] =
     "  0  the guest powered off, or rebooted under --no-reboot, or you quit (Ctrl-A x)\n"
     "  1  the VM failed while running (KVM error, guest crash); details on stderr\n"
     "  2  bad command line (unknown option, bad value, no default guest)\n"
-    "  3  the kernel or initrd could not be used (missing, unreadable, not a kernel)\n"
+    "  3  the kernel, initrd or snapshot could not be used (missing, unreadable, not a\n"
+    "     kernel; a snapshot damaged, truncated or of another version or architecture)\n"
     "  4  KVM is unavailable (/dev/kvm missing or inaccessible, or lacks a feature)\n"
     "  5  the host cannot provide the resources (memory, threads)\n"
     "  6  a device could not be set up (disk image missing or locked, tap device\n"
@@ -143,6 +151,7 @@ enum {
     OPT_ID,
     OPT_CONSOLE_SOCK,
     OPT_SECCOMP,
+    OPT_RESTORE,
 };
 
 static const struct option run_long_options[] = {
@@ -171,6 +180,7 @@ static const struct option run_long_options[] = {
     {"id", required_argument, NULL, OPT_ID},
     {"console-sock", required_argument, NULL, OPT_CONSOLE_SOCK},
     {"seccomp", required_argument, NULL, OPT_SECCOMP},
+    {"restore", required_argument, NULL, OPT_RESTORE},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -270,6 +280,9 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
             return fail(err, errlen, "--console-sock '%s': expected a path of 1 to %d bytes",
                         arg, SOCKET_PATH_MAX);
         cfg->console_sock = arg;
+        return 0;
+    case OPT_RESTORE:
+        cfg->restore_dir = arg;
         return 0;
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;

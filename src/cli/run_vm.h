@@ -4,6 +4,7 @@
 
 struct vm;
 struct vm_config;
+struct jail;
 
 struct run_hooks {
     void (*booted)(struct vm *vm, void *opaque);   /* after each boot, resets included */
@@ -16,6 +17,23 @@ struct run_hooks {
  * Returns the process exit status (cli/exit_codes.h); errors are logged. `hooks` may be NULL.
  */
 int run_configured(struct vm_config *cfg, const struct run_hooks *hooks);
+
+/*
+ * Builds the VM and runs it until it stops; `img` is NULL for a VM restored from a
+ * snapshot. Returns the exit status.
+ */
+struct boot_images;
+int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks,
+           const struct jail *jail);
+
+/* `kiln run --restore DIR` (run_restore.c). Returns the exit status. */
+int run_restored(struct vm_config *cfg);
+/*
+ * Reads and checks the snapshot, then runs the VM it describes (paused at first if
+ * cfg->restore_paused). Returns the exit status; 3 for an unusable snapshot.
+ */
+int restore_and_run(struct vm_config *cfg, const char *state_path, const char *mem_path,
+                    const struct run_hooks *hooks);
 
 /* `kiln run --api-sock` / `--config-file` (run_control.c). Returns the exit status. */
 int run_controlled(struct vm_config *cfg);

@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "snapshot/state_file.h"
+
 /* Status register (port 0x64 read). */
 #define STATUS_OBF 0x01      /* output buffer full: port 0x60 has a byte */
 #define STATUS_IBF 0x02      /* input buffer full: never, writes are consumed at once */
@@ -352,4 +354,42 @@ void i8042_cmd_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bo
         data[0] = kbc->state.status;
     }
     i8042_finish(kbc, reset);
+}
+
+/* ---- snapshot ---- */
+
+void i8042_save(struct i8042 *kbc, struct state_writer *w)
+{
+    pthread_mutex_lock(&kbc->lock);
+    struct i8042_state s = kbc->state;
+    pthread_mutex_unlock(&kbc->lock);
+    uint8_t regs[] = {s.status, s.command_byte, s.output_port, s.pending_command,
+                      s.out_buf, s.kbd_len, s.kbd_param_cmd};
+    state_put_bytes(w, regs, sizeof(regs));
+    state_put_bytes(w, s.kbd_queue, sizeof(s.kbd_queue));
+    state_put_bool(w, s.kbd_scanning);
+}
+
+int i8042_state_load(struct i8042_state *s, struct state_reader *r)
+{
+    memset(s, 0, sizeof(*s));
+    s->status = state_get_u8(r);
+    s->command_byte = state_get_u8(r);
+    s->output_port = state_get_u8(r);
+    s->pending_command = state_get_u8(r);
+    s->out_buf = state_get_u8(r);
+    s->kbd_len = state_get_u8(r);
+    s->kbd_param_cmd = state_get_u8(r);
+    state_get_bytes(r, s->kbd_queue, sizeof(s->kbd_queue));
+    s->kbd_scanning = state_get_bool(r);
+    if (s->kbd_len > I8042_KBD_QUEUE)
+        state_reader_fail(r);
+    return state_reader_done(r);
+}
+
+void i8042_restore(struct i8042 *kbc, const struct i8042_state *s)
+{
+    pthread_mutex_lock(&kbc->lock);
+    kbc->state = *s;
+    pthread_mutex_unlock(&kbc->lock);
 }

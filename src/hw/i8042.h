@@ -13,6 +13,9 @@
 
 #include "vmm/irq.h"
 
+struct state_reader;
+struct state_writer;
+
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT 0x64
 
@@ -52,5 +55,12 @@ int i8042_send_ctrl_alt_del(struct i8042 *kbc);
 /* bus_io_fn for a one-port range: register it at 0x60 and again at 0x64. */
 void i8042_data_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 void i8042_cmd_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+
+/* Snapshots (docs/snapshot.md). */
+#define I8042_STATE_VERSION 1
+void i8042_save(struct i8042 *kbc, struct state_writer *w);
+int i8042_state_load(struct i8042_state *s, struct state_reader *r);
+void i8042_restore(struct i8042 *kbc, const struct i8042_state *s);
 
 #endif

@@ -10,6 +10,10 @@
  */
 #include "hw/mc146818.h"
 
+#include <string.h>
+
+#include "snapshot/state_file.h"
+
 /* CMOS indexes. */
 enum {
     CMOS_SECONDS = 0x00,
@@ -290,5 +294,41 @@ void mc146818_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, boo
     /* A word write to 0x70 is index then data, as ISA splits it into byte cycles. */
     for (uint32_t i = 0; i < len && offset + i < MC146818_NR_PORTS; i++)
         mc146818_access(rtc, (unsigned)offset + i, &data[i], is_write);
+    pthread_mutex_unlock(&rtc->lock);
+}
+
+/* ---- snapshot ---- */
+
+void mc146818_save(struct mc146818 *rtc, struct state_writer *w)
+{
+    pthread_mutex_lock(&rtc->lock);
+    struct mc146818_state s = rtc->state;
+    pthread_mutex_unlock(&rtc->lock);
+    state_put_u8(w, s.index);
+    state_put_u8(w, s.nmi_disabled);
+    state_put_bytes(w, s.cmos, sizeof(s.cmos));
+    state_put_u64(w, (uint64_t)s.offset_s);
+}
+
+/* Guest time stays within what a 4-digit year can say: +-10,000 years from the host's. */
+#define MC146818_MAX_OFFSET_S (10000LL * 366 * 24 * 3600)
+
+int mc146818_state_load(struct mc146818_state *s, struct state_reader *r)
+{
+    memset(s, 0, sizeof(*s));
+    s->index = state_get_u8(r);
+    s->nmi_disabled = state_get_u8(r);
+    state_get_bytes(r, s->cmos, sizeof(s->cmos));
+    s->offset_s = (int64_t)state_get_u64(r);
+    if (s->index >= MC146818_CMOS_SIZE || s->nmi_disabled > 1 ||
+        s->offset_s > MC146818_MAX_OFFSET_S || s->offset_s < -MC146818_MAX_OFFSET_S)
+        state_reader_fail(r);
+    return state_reader_done(r);
+}
+
+void mc146818_restore(struct mc146818 *rtc, const struct mc146818_state *s)
+{
+    pthread_mutex_lock(&rtc->lock);
+    rtc->state = *s;
     pthread_mutex_unlock(&rtc->lock);
 }

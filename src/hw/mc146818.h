@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <time.h>
 
+struct state_reader;
+struct state_writer;
+
 #define MC146818_BASE 0x70
 #define MC146818_NR_PORTS 2
 #define MC146818_CMOS_SIZE 128
@@ -31,5 +34,12 @@ struct mc146818 {
 void mc146818_init(struct mc146818 *rtc, time_t (*now)(void));
 void mc146818_destroy(struct mc146818 *rtc);
 void mc146818_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+
+/* Snapshots (docs/snapshot.md). */
+#define MC146818_STATE_VERSION 1
+void mc146818_save(struct mc146818 *rtc, struct state_writer *w);
+int mc146818_state_load(struct mc146818_state *s, struct state_reader *r);
+void mc146818_restore(struct mc146818 *rtc, const struct mc146818_state *s);
 
 #endif

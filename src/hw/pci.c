@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "snapshot/state_file.h"
+
 /* Type 0 configuration header, PCI Local Bus Spec 3.0 §6.1 */
 #define PCI_VENDOR_ID 0x00
 #define PCI_DEVICE_ID 0x02
@@ -270,3 +272,61 @@ void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
     }
     pthread_mutex_unlock(&bus->lock);
 }
+
+/* ---- snapshot ---- */
+
+void pci_bus_save(struct pci_bus *bus, struct state_writer *w)
+{
+    pthread_mutex_lock(&bus->lock);
+    state_put_u32(w, bus->config_address);
+    uint32_t present = 0;
+    for (unsigned i = 0; i < PCI_MAX_SLOTS; i++)
+        if (bus->slots[i])
+            present |= 1u << i;
+    state_put_u32(w, present);
+    for (unsigned i = 0; i < PCI_MAX_SLOTS; i++)
+        if (bus->slots[i])
+            state_put_bytes(w, bus->slots[i]->config, PCI_CONFIG_SIZE);
+    pthread_mutex_unlock(&bus->lock);
+}
+
+int pci_bus_state_load(struct pci_bus_state *s, struct state_reader *r)
+{
+    memset(s, 0, sizeof(*s));
+    s->config_address = state_get_u32(r);
+    s->present = state_get_u32(r);
+    for (unsigned i = 0; i < PCI_MAX_SLOTS; i++)
+        if (s->present & (1u << i))
+            state_get_bytes(r, s->config[i], PCI_CONFIG_SIZE);
+    return state_reader_done(r);
+}
+
+static bool pci_same_ids(const struct pci_device *dev, const uint8_t *saved)
+{
+    return memcmp(dev->config + PCI_VENDOR_ID, saved + PCI_VENDOR_ID, 4) == 0 &&
+           memcmp(dev->config + PCI_CLASS_CODE, saved + PCI_CLASS_CODE, 3) == 0;
+}
+
+int pci_bus_restore(struct pci_bus *bus, const struct pci_bus_state *s)
+{
+    pthread_mutex_lock(&bus->lock);
+    int ret = 0;
+    for (unsigned i = 0; i < PCI_MAX_SLOTS && ret == 0; i++) {
+        bool saved = s->present & (1u << i);
+        if (saved != (bus->slots[i] != NULL) || (saved && !pci_same_ids(bus->slots[i], s->config[i])))
+            ret = -ENODEV;
+    }
+    for (unsigned i = 0; i < PCI_MAX_SLOTS && ret == 0; i++) {
+        struct pci_device *dev = bus->slots[i];
+        if (!dev)
+            continue;
+        for (unsigned b = 0; b < PCI_CONFIG_SIZE; b++)
+            dev->config[b] = (uint8_t)((dev->config[b] & ~dev->wmask[b]) |
+                                       (s->config[i][b] & dev->wmask[b]));
+    }
+    if (ret == 0)
+        bus->config_address = s->config_address;
+    pthread_mutex_unlock(&bus->lock);
+    return ret;
+}
+

@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct state_reader;
+struct state_writer;
+
 #define PCI_CONFIG_ADDRESS_PORT 0xcf8
 #define PCI_CONFIG_DATA_PORT 0xcfc
 #define PCI_MAX_SLOTS 32
@@ -92,5 +95,21 @@ void pci_bus_set_mmio_base(struct pci_bus *bus, uint64_t base);
 void pci_config_address_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
                            bool is_write);
 void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+/*
+ * Snapshots (docs/snapshot.md): the address latch and every present function's config
+ * space. Restoring needs the same devices in the same slots; only the bits the guest may
+ * write (wmask) are taken from the file, the rest stays as the device defines it.
+ */
+#define PCI_STATE_VERSION 1
+struct pci_bus_state {
+    uint32_t config_address;
+    uint32_t present; /* bit per slot */
+    uint8_t config[PCI_MAX_SLOTS][PCI_CONFIG_SIZE];
+};
+void pci_bus_save(struct pci_bus *bus, struct state_writer *w);
+int pci_bus_state_load(struct pci_bus_state *s, struct state_reader *r);
+/* -ENODEV if the slots or device ids differ from the file's. */
+int pci_bus_restore(struct pci_bus *bus, const struct pci_bus_state *s);
 
 #endif

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "snapshot/state_file.h"
+
 void pm_init(struct pm *pm, void (*poweroff)(void *), void (*reset)(void *), void *opaque)
 {
     memset(pm, 0, sizeof(*pm));
@@ -100,4 +102,28 @@ void pm_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_w
         else
             data[i] = pm_read(pm, offset + i);
     }
+}
+
+/* ---- snapshot ---- */
+
+void pm_save(struct pm *pm, struct state_writer *w)
+{
+    pthread_mutex_lock(&pm->lock);
+    state_put_u8(w, pm->state.sleep_status);
+    pthread_mutex_unlock(&pm->lock);
+}
+
+int pm_state_load(struct pm_state *s, struct state_reader *r)
+{
+    s->sleep_status = state_get_u8(r);
+    if (s->sleep_status & ~PM_WAK_STS) /* the only bit kiln's status register has */
+        state_reader_fail(r);
+    return state_reader_done(r);
+}
+
+void pm_restore(struct pm *pm, const struct pm_state *s)
+{
+    pthread_mutex_lock(&pm->lock);
+    pm->state = *s;
+    pthread_mutex_unlock(&pm->lock);
 }

@@ -13,6 +13,9 @@
 
 #include "util.h" /* struct ratelimit */
 
+struct state_reader;
+struct state_writer;
+
 #define PM_BASE 0x600
 #define PM_NR_PORTS 8
 #define PM_SLEEP_CONTROL 0 /* offset of the sleep control register */
@@ -49,5 +52,12 @@ void pm_init(struct pm *pm, void (*poweroff)(void *), void (*reset)(void *), voi
 void pm_destroy(struct pm *pm);
 /* bus_io_fn for the PM_NR_PORTS ports at PM_BASE; wider accesses act byte by byte. */
 void pm_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+
+/* Snapshots (docs/snapshot.md). */
+#define PM_STATE_VERSION 1
+void pm_save(struct pm *pm, struct state_writer *w);
+int pm_state_load(struct pm_state *s, struct state_reader *r);
+void pm_restore(struct pm *pm, const struct pm_state *s);
 
 #endif

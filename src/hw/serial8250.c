@@ -9,6 +9,10 @@
  */
 #include "hw/serial8250.h"
 
+#include <string.h>
+
+#include "snapshot/state_file.h"
+
 /* Register offsets from the port base. */
 enum {
     REG_RBR_THR = 0, /* DLL while LCR.DLAB is set */
@@ -375,4 +379,50 @@ size_t serial8250_rx_room(struct serial8250 *uart)
     room = (uart->state.mcr & MCR_LOOP) ? 0 : serial8250_rx_space(&uart->state);
     pthread_mutex_unlock(&uart->lock);
     return room;
+}
+
+/* ---- snapshot ---- */
+
+void serial8250_save(struct serial8250 *uart, struct state_writer *w)
+{
+    pthread_mutex_lock(&uart->lock);
+    struct serial8250_state s = uart->state;
+    pthread_mutex_unlock(&uart->lock);
+    uint8_t regs[] = {s.ier, s.lcr, s.mcr, s.lsr, s.msr, s.scr, s.dll, s.dlm, s.fcr,
+                      s.thr_ipending, s.rx_head, s.rx_count};
+    state_put_bytes(w, regs, sizeof(regs));
+    state_put_bytes(w, s.rx_fifo, sizeof(s.rx_fifo));
+}
+
+int serial8250_state_load(struct serial8250_state *s, struct state_reader *r)
+{
+    memset(s, 0, sizeof(*s));
+    s->ier = state_get_u8(r);
+    s->lcr = state_get_u8(r);
+    s->mcr = state_get_u8(r);
+    s->lsr = state_get_u8(r);
+    s->msr = state_get_u8(r);
+    s->scr = state_get_u8(r);
+    s->dll = state_get_u8(r);
+    s->dlm = state_get_u8(r);
+    s->fcr = state_get_u8(r);
+    s->thr_ipending = state_get_u8(r);
+    s->rx_head = state_get_u8(r);
+    s->rx_count = state_get_u8(r);
+    state_get_bytes(r, s->rx_fifo, sizeof(s->rx_fifo));
+    /* The FIFO holds what its mode allows; IER's top nibble and MCR's top bits read as 0. */
+    if (s->rx_head >= SERIAL8250_FIFO_SIZE || s->rx_count > serial8250_rx_capacity(s) ||
+        s->thr_ipending > 1 || (s->ier & 0xf0) || (s->mcr & 0xe0))
+        state_reader_fail(r);
+    return state_reader_done(r);
+}
+
+void serial8250_restore(struct serial8250 *uart, const struct serial8250_state *s)
+{
+    pthread_mutex_lock(&uart->lock);
+    uart->state = *s;
+    /* Drive the line whatever its last level was: the new KVM irqchip starts from the file. */
+    uart->irq_level = !(serial8250_iir_id(s) != IIR_NO_INT && (s->mcr & MCR_OUT2));
+    serial8250_update_irq(uart);
+    pthread_mutex_unlock(&uart->lock);
 }

@@ -13,6 +13,9 @@
 
 #include "vmm/irq.h"
 
+struct state_reader;
+struct state_writer;
+
 #define SERIAL8250_FIFO_SIZE 16
 #define SERIAL8250_COM1_BASE 0x3f8
 #define SERIAL8250_COM1_IRQ 4
@@ -68,5 +71,13 @@ size_t serial8250_receive(struct serial8250 *uart, const uint8_t *buf, size_t le
 
 /* Free space in the receive FIFO (0 in loopback mode, where the input is disconnected). */
 size_t serial8250_rx_room(struct serial8250 *uart);
+
+
+/* Snapshots (docs/snapshot.md): save takes the lock; load checks every field. */
+#define SERIAL8250_STATE_VERSION 1
+void serial8250_save(struct serial8250 *uart, struct state_writer *w);
+int serial8250_state_load(struct serial8250_state *s, struct state_reader *r);
+/* Installs a loaded state and drives the IRQ line to match it. */
+void serial8250_restore(struct serial8250 *uart, const struct serial8250_state *s);
 
 #endif

@@ -18,18 +18,10 @@ int guest_mem_add_region(struct guest_mem *mem, uint64_t gpa, uint64_t size, voi
     return 0;
 }
 
-int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_start,
-                    uint64_t high_start)
+/* Lays RAM out below `hole_start` and, for what does not fit, from `high_start` upwards. */
+static int guest_mem_layout(struct guest_mem *mem, void *p, uint64_t ram_size,
+                            uint64_t hole_start, uint64_t high_start)
 {
-    memset(mem, 0, sizeof(*mem));
-    if (ram_size == 0 || hole_start > high_start)
-        return -EINVAL;
-    if (ram_size > SIZE_MAX)
-        return -ENOMEM;
-    void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return -errno;
     /* Guest RAM is large and sparse: keep it out of core dumps and forked children. */
     madvise(p, ram_size, MADV_DONTDUMP);
     madvise(p, ram_size, MADV_DONTFORK);
@@ -43,6 +35,35 @@ int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_star
     if (ret < 0)
         guest_mem_free(mem);
     return ret;
+}
+
+int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_start,
+                    uint64_t high_start)
+{
+    memset(mem, 0, sizeof(*mem));
+    if (ram_size == 0 || hole_start > high_start)
+        return -EINVAL;
+    if (ram_size > SIZE_MAX)
+        return -ENOMEM;
+    void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    return guest_mem_layout(mem, p, ram_size, hole_start, high_start);
+}
+
+int guest_mem_map_file(struct guest_mem *mem, int fd, uint64_t ram_size, uint64_t hole_start,
+                       uint64_t high_start)
+{
+    memset(mem, 0, sizeof(*mem));
+    if (ram_size == 0 || hole_start > high_start)
+        return -EINVAL;
+    if (ram_size > SIZE_MAX)
+        return -ENOMEM;
+    void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    return guest_mem_layout(mem, p, ram_size, hole_start, high_start);
 }
 
 void guest_mem_free(struct guest_mem *mem)

@@ -33,6 +33,13 @@ struct guest_mem {
  */
 int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_start,
                     uint64_t high_start);
+/*
+ * The same layout over `fd` (a snapshot's memory file, at least `ram_size` bytes) mapped
+ * MAP_PRIVATE: pages are read from the file on first touch and copied on first write, so
+ * restores are fast and clones of one snapshot share the pages they have not written.
+ */
+int guest_mem_map_file(struct guest_mem *mem, int fd, uint64_t ram_size, uint64_t hole_start,
+                       uint64_t high_start);
 void guest_mem_free(struct guest_mem *mem);
 
 /* Adds a region backed by caller-owned memory (used by unit tests and restore). */

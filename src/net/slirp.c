@@ -373,7 +373,8 @@ static void slirp_sync(struct slirp_net *s)
         if (ev)
             s->want[nwant++] = (struct slirp_reg){s->polls[i].fd, ev, (int)i};
     }
-    qsort(s->want, nwant, sizeof(s->want[0]), reg_cmp);
+    if (nwant) /* qsort(NULL, 0, ...) is undefined (UBSan) before the first socket exists */
+        qsort(s->want, nwant, sizeof(s->want[0]), reg_cmp);
     /* Every so often MOD every socket, in case one was closed without a word from slirp
      * and its number reused: epoll would have dropped it silently. */
     int64_t now = now_ms();

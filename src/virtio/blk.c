@@ -19,6 +19,7 @@
 
 #include "block/aio.h"
 #include "block/disk.h"
+#include "snapshot/state_file.h"
 #include "util.h"
 #include "virtio/virtio.h"
 #include "vmm/event_loop.h"
@@ -663,6 +664,37 @@ static void blk_destroy(struct virtio_device *vdev)
     blk_free(blk);
 }
 
+/* ---- snapshots: saved only when no request is in flight ---- */
+
+static bool blk_idle(struct virtio_device *vdev)
+{
+    return ((struct virtio_blk *)vdev->opaque)->busy == 0;
+}
+
+/* What the guest knows of the disk: it must be the same disk shape at restore. */
+static void blk_save(struct virtio_device *vdev, struct state_writer *w)
+{
+    struct virtio_blk *blk = vdev->opaque;
+    state_put_u64(w, blk->disk.size);
+    state_put_u32(w, blk->disk.block_size);
+    state_put_bool(w, blk->disk.readonly);
+    state_put_bytes(w, blk->id, BLK_ID_BYTES);
+}
+
+static int blk_check(struct virtio_device *vdev, struct state_reader *r)
+{
+    struct virtio_blk *blk = vdev->opaque;
+    uint64_t size = state_get_u64(r);
+    uint32_t block_size = state_get_u32(r);
+    bool readonly = state_get_bool(r);
+    uint8_t id[BLK_ID_BYTES];
+    state_get_bytes(r, id, sizeof(id));
+    if (state_reader_done(r) < 0 || size != blk->disk.size || block_size != blk->disk.block_size ||
+        readonly != blk->disk.readonly || memcmp(id, blk->id, sizeof(id)) != 0)
+        return -EINVAL;
+    return 0;
+}
+
 static const struct virtio_device_ops blk_ops = {
     .name = "blk",
     .device_id = 2,
@@ -673,6 +705,9 @@ static const struct virtio_device_ops blk_ops = {
     .reset = blk_reset,
     .queue_notify = blk_queue_notify,
     .destroy = blk_destroy,
+    .idle = blk_idle,
+    .save = blk_save,
+    .check = blk_check,
 };
 
 /* ---- creation ---- */

@@ -110,7 +110,8 @@ size_t virtio_console_receive(void *opaque, const uint8_t *buf, size_t len)
     struct virtio_device *vdev = &vc->vdev;
     size_t done = 0;
     pthread_mutex_lock(&vdev->lock);
-    if (virtio_is_active(vdev) && vdev->queues[VIRTIO_CONSOLE_RXQ].state.ready)
+    /* While frozen for a snapshot, input waits (the thaw kick asks for it again). */
+    if (virtio_is_active(vdev) && vdev->queues[VIRTIO_CONSOLE_RXQ].state.ready && !vdev->frozen)
         done = vcon_fill(vc, buf, len);
     pthread_mutex_unlock(&vdev->lock);
     return done;
@@ -125,6 +126,13 @@ static int vcon_activate(struct virtio_device *vdev)
     return 0;
 }
 
+/* Snapshots: output and input are handled synchronously, so nothing is ever in flight. */
+static bool vcon_idle(struct virtio_device *vdev)
+{
+    (void)vdev;
+    return true;
+}
+
 static const struct virtio_device_ops vcon_ops = {
     .name = "console",
     .device_id = 3,
@@ -135,6 +143,7 @@ static const struct virtio_device_ops vcon_ops = {
     .config_write = vcon_config_write,
     .activate = vcon_activate,
     .queue_notify = vcon_queue_notify,
+    .idle = vcon_idle,
 };
 
 void virtio_console_init(struct virtio_console *vc, struct console *con)

@@ -7,6 +7,7 @@
 
 #include "net/backend.h"
 #include "net/offload.h"
+#include "snapshot/state_file.h"
 #include "util.h"
 #include "vmm/vm.h"
 
@@ -158,7 +159,8 @@ static void net_rx_drain(struct virtio_net *n)
 {
     struct virtq *vq = &n->vdev.queues[VIRTIO_NET_RXQ];
     struct netdev *be = n->be;
-    if (!net_queue_usable(n, VIRTIO_NET_RXQ)) {
+    /* Frozen for a snapshot: frames wait in the backend; the thaw kick resumes. */
+    if (!net_queue_usable(n, VIRTIO_NET_RXQ) || n->vdev.frozen) {
         net_rx_pause(n); /* no driver: frames wait in the backend (or it drops them) */
         return;
     }
@@ -268,6 +270,8 @@ static int net_tx_next(struct virtio_net *n)
 /* Sends what the driver queued (lock held). */
 static void net_tx_run(struct virtio_net *n)
 {
+    if (n->vdev.frozen)
+        return; /* a snapshot is being taken; the thaw kick sends what waits */
     struct virtq *vq = &n->vdev.queues[VIRTIO_NET_TXQ];
     if (!net_queue_usable(n, VIRTIO_NET_TXQ))
         return;
@@ -390,6 +394,42 @@ static void net_destroy(struct virtio_device *vdev)
     free(n);
 }
 
+/* ---- snapshots ---- */
+
+/*
+ * Idle: no frame half placed in guest buffers and no transmit waiting for the backend. A
+ * spare receive buffer (popped, still empty) is handed back to the avail ring: the driver
+ * cannot have reused it, so the restored device simply pops it again.
+ */
+static bool net_idle(struct virtio_device *vdev)
+{
+    struct virtio_net *n = vdev->opaque;
+    if (n->rx_spare && n->rx_nused == 0) {
+        n->rx_spare = false;
+        n->vdev.queues[VIRTIO_NET_RXQ].state.last_avail--;
+    }
+    return n->rx_off == 0 && n->rx_nused == 0 && !n->tx_pending;
+}
+
+/* The guest knows the NIC by its MAC (and MTU): the restored one must have the same. */
+static void net_save(struct virtio_device *vdev, struct state_writer *w)
+{
+    struct virtio_net *n = vdev->opaque;
+    state_put_bytes(w, n->state.mac, 6);
+    state_put_u16(w, n->state.mtu);
+}
+
+static int net_check(struct virtio_device *vdev, struct state_reader *r)
+{
+    struct virtio_net *n = vdev->opaque;
+    uint8_t mac[6];
+    state_get_bytes(r, mac, 6);
+    uint16_t mtu = state_get_u16(r);
+    return state_reader_done(r) == 0 && memcmp(mac, n->state.mac, 6) == 0 && mtu == n->state.mtu
+               ? 0
+               : -EINVAL;
+}
+
 static const struct virtio_device_ops net_ops = {
     .name = "net",
     .device_id = 1,
@@ -401,6 +441,9 @@ static const struct virtio_device_ops net_ops = {
     .reset = net_reset,
     .queue_notify = net_queue_notify,
     .destroy = net_destroy,
+    .idle = net_idle,
+    .save = net_save,
+    .check = net_check,
 };
 
 int virtio_net_init(struct virtio_net *n, struct netdev *be, const uint8_t mac[6])

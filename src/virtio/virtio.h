@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hw/msix.h"
@@ -20,6 +21,8 @@ struct guest_mem;
 struct event_loop;
 struct irq_routing;
 struct virtio_device;
+struct state_reader;
+struct state_writer;
 
 #define VIRTIO_MAX_QUEUES 8
 
@@ -55,6 +58,15 @@ struct virtio_device_ops {
     void (*queue_notify)(struct virtio_device *vdev, unsigned q);
     /* kiln exits: close the backend and free the device (vdev->opaque). NULL: free(opaque). */
     void (*destroy)(struct virtio_device *vdev);
+    /*
+     * Snapshots (docs/snapshot.md). A device without `idle` cannot be saved yet. `idle`
+     * (lock held): no I/O in flight that could still write guest memory. `save` writes the
+     * device's own fields (at most VIRTIO_SAVED_DEVICE_MAX bytes); `check` (lock held) gets
+     * them back at restore and refuses a backend that does not match (-EINVAL).
+     */
+    bool (*idle)(struct virtio_device *vdev);
+    void (*save)(struct virtio_device *vdev, struct state_writer *w);
+    int (*check)(struct virtio_device *vdev, struct state_reader *r);
 };
 
 /* Transport state the guest can see: plain data, savable. */
@@ -74,6 +86,21 @@ struct virtio_pci_state {
         uint32_t offset;
         uint32_t length;
     } cfg_access; /* VIRTIO_PCI_CAP_PCI_CFG window */
+};
+
+#define VIRTIO_SAVED_DEVICE_MAX 64
+
+/* One virtio device as a snapshot holds it, read back and range-checked (not yet against
+ * the device it is restored into: virtio_pci_restore does that). */
+struct virtio_pci_saved {
+    uint16_t device_id;
+    uint8_t num_queues;
+    struct virtio_pci_state state;
+    struct virtq_state queues[VIRTIO_MAX_QUEUES];
+    bool broken[VIRTIO_MAX_QUEUES];
+    struct msix_state msix;
+    uint8_t device[VIRTIO_SAVED_DEVICE_MAX]; /* the device's own fields */
+    uint32_t device_len;
 };
 
 struct virtio_kick {
@@ -105,6 +132,7 @@ struct virtio_device {
     struct irq_routing *routing;
     uint32_t bar_addr;
     bool attached;
+    bool frozen; /* a snapshot is being taken: kicks wait (virtio_pci_thaw re-kicks) */
 };
 
 /*
@@ -124,6 +152,21 @@ int virtio_pci_attach(struct virtio_device *vdev, int vm_fd, struct pci_bus *bus
                       struct irq_routing *routing, const struct irq_line *intx);
 /* Undoes attach: device reset, irqfds and ioeventfds released. */
 void virtio_pci_detach(struct virtio_device *vdev);
+
+/*
+ * Snapshots. freeze: waits (up to a few seconds) until the device is idle, then holds its
+ * kicks back so guest memory stays as saved; -ENOTSUP if the device cannot be saved yet,
+ * -EBUSY if it does not settle. thaw: undoes it. save: the transport and device state of a
+ * frozen device. restore: into a device attached to a fresh VM whose PCI config space is
+ * restored already; checks everything against this device and guest memory first.
+ */
+#define VIRTIO_PCI_STATE_VERSION 1
+int virtio_pci_freeze(struct virtio_device *vdev);
+void virtio_pci_thaw(struct virtio_device *vdev);
+void virtio_pci_save(struct virtio_device *vdev, struct state_writer *w);
+int virtio_pci_saved_load(struct virtio_pci_saved *s, struct state_reader *r);
+int virtio_pci_restore(struct virtio_device *vdev, const struct virtio_pci_saved *s, char *err,
+                       size_t errlen);
 
 /* Size of the BAR the transport needs. */
 #define VIRTIO_PCI_BAR_SIZE 0x8000

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "mem/guest_mem.h"
+#include "snapshot/state_file.h"
 #include "util.h"
 #include "vmm/event_loop.h"
 
@@ -556,8 +557,8 @@ static void virtio_kick(void *opaque, uint32_t events)
         return;
     pthread_mutex_lock(&vdev->lock);
     /* Without bus mastering the device may not touch guest memory (PCI 3.0 §6.2.2). */
-    if (virtio_is_active(vdev) && vdev->bus_master && vdev->queues[q].state.ready &&
-        !vdev->queues[q].broken)
+    if (!vdev->frozen && virtio_is_active(vdev) && vdev->bus_master &&
+        vdev->queues[q].state.ready && !vdev->queues[q].broken)
         vdev->ops->queue_notify(vdev, q);
     pthread_mutex_unlock(&vdev->lock);
     (void)events;
@@ -637,3 +638,243 @@ void virtio_pci_destroy(struct virtio_device *vdev)
     }
     pthread_mutex_destroy(&vdev->lock);
 }
+
+/* ---- snapshots (docs/snapshot.md) ---- */
+
+#define FREEZE_WAIT_MS 5000
+
+int virtio_pci_freeze(struct virtio_device *vdev)
+{
+    if (!vdev->ops->idle)
+        return -ENOTSUP;
+    /* The event loop completes the I/O in flight meanwhile; it needs the lock to do so. */
+    for (unsigned waited = 0; waited <= FREEZE_WAIT_MS; waited++) {
+        pthread_mutex_lock(&vdev->lock);
+        bool idle = vdev->ops->idle(vdev);
+        if (idle)
+            vdev->frozen = true;
+        pthread_mutex_unlock(&vdev->lock);
+        if (idle)
+            return 0;
+        usleep(1000);
+    }
+    return -EBUSY;
+}
+
+void virtio_pci_thaw(struct virtio_device *vdev)
+{
+    pthread_mutex_lock(&vdev->lock);
+    bool was = vdev->frozen;
+    vdev->frozen = false;
+    /* Kicks that arrived meanwhile were consumed without effect: repeat them. */
+    for (unsigned q = 0; was && q < vdev->ops->num_queues; q++)
+        if (vdev->queues[q].state.ready)
+            virtio_kick_queue(vdev, q);
+    pthread_mutex_unlock(&vdev->lock);
+}
+
+static void put_queue(struct state_writer *w, const struct virtq *vq)
+{
+    const struct virtq_state *q = &vq->state;
+    state_put_u16(w, q->size);
+    state_put_u16(w, q->ready);
+    state_put_u64(w, q->desc_addr);
+    state_put_u64(w, q->avail_addr);
+    state_put_u64(w, q->used_addr);
+    state_put_u16(w, q->last_avail);
+    state_put_u16(w, q->used_idx);
+    state_put_u16(w, q->signalled_used);
+    state_put_u16(w, q->signalled_used_valid);
+    state_put_bool(w, vq->broken);
+}
+
+void virtio_pci_save(struct virtio_device *vdev, struct state_writer *w)
+{
+    pthread_mutex_lock(&vdev->lock);
+    const struct virtio_pci_state *s = &vdev->state;
+    state_put_u16(w, vdev->ops->device_id);
+    state_put_u8(w, (uint8_t)vdev->ops->num_queues);
+    state_put_u32(w, s->device_feature_select);
+    state_put_u32(w, s->driver_feature_select);
+    state_put_u64(w, s->driver_features);
+    state_put_u16(w, s->config_msix_vector);
+    state_put_u8(w, s->status);
+    state_put_u8(w, s->config_generation);
+    state_put_u16(w, s->queue_select);
+    state_put_u8(w, s->isr);
+    for (unsigned q = 0; q < vdev->ops->num_queues; q++) {
+        state_put_u16(w, s->queue_msix_vector[q]);
+        state_put_u16(w, s->queue_enable[q]);
+        put_queue(w, &vdev->queues[q]);
+    }
+    state_put_u8(w, (uint8_t)vdev->msix.nvec);
+    for (unsigned v = 0; v < vdev->msix.nvec; v++)
+        for (unsigned i = 0; i < 4; i++)
+            state_put_u32(w, vdev->msix.state.entries[v][i]);
+    state_put_u64(w, vdev->msix.state.pending);
+    /* The device's own fields, length-prefixed so that the transport can skip them. */
+    struct state_writer dev;
+    state_writer_init(&dev);
+    size_t start = dev.len;
+    if (vdev->ops->save)
+        vdev->ops->save(vdev, &dev);
+    size_t len = dev.error ? 0 : dev.len - start;
+    state_put_u8(w, (uint8_t)(len <= VIRTIO_SAVED_DEVICE_MAX ? len : 0));
+    if (len <= VIRTIO_SAVED_DEVICE_MAX)
+        state_put_bytes(w, dev.buf + start, len);
+    state_writer_free(&dev);
+    pthread_mutex_unlock(&vdev->lock);
+}
+
+static void get_queue(struct state_reader *r, struct virtq_state *q, bool *broken)
+{
+    q->size = state_get_u16(r);
+    q->ready = state_get_u16(r);
+    q->desc_addr = state_get_u64(r);
+    q->avail_addr = state_get_u64(r);
+    q->used_addr = state_get_u64(r);
+    q->last_avail = state_get_u16(r);
+    q->used_idx = state_get_u16(r);
+    q->signalled_used = state_get_u16(r);
+    q->signalled_used_valid = state_get_u16(r);
+    *broken = state_get_bool(r);
+    if (q->size == 0 || q->size > VIRTQ_MAX_SIZE || (q->size & (q->size - 1)) || q->ready > 1 ||
+        q->signalled_used_valid > 1)
+        state_reader_fail(r);
+}
+
+int virtio_pci_saved_load(struct virtio_pci_saved *s, struct state_reader *r)
+{
+    memset(s, 0, sizeof(*s));
+    struct virtio_pci_state *t = &s->state;
+    s->device_id = state_get_u16(r);
+    s->num_queues = state_get_u8(r);
+    if (s->num_queues == 0 || s->num_queues > VIRTIO_MAX_QUEUES)
+        return -EBADMSG;
+    t->device_feature_select = state_get_u32(r);
+    t->driver_feature_select = state_get_u32(r);
+    t->driver_features = state_get_u64(r);
+    t->config_msix_vector = state_get_u16(r);
+    t->status = state_get_u8(r);
+    t->config_generation = state_get_u8(r);
+    t->queue_select = state_get_u16(r);
+    t->isr = state_get_u8(r);
+    for (unsigned q = 0; q < s->num_queues; q++) {
+        t->queue_msix_vector[q] = state_get_u16(r);
+        t->queue_enable[q] = state_get_u16(r);
+        get_queue(r, &s->queues[q], &s->broken[q]);
+        if (t->queue_enable[q] > 1 || t->queue_enable[q] != s->queues[q].ready)
+            state_reader_fail(r);
+    }
+    unsigned nvec = state_get_u8(r);
+    if (nvec != s->num_queues + 1u) /* the transport's layout: one per queue, one for config */
+        return -EBADMSG;
+    for (unsigned v = 0; v < nvec; v++)
+        for (unsigned i = 0; i < 4; i++)
+            s->msix.entries[v][i] = state_get_u32(r);
+    s->msix.pending = state_get_u64(r);
+    s->device_len = state_get_u8(r);
+    if (s->device_len > VIRTIO_SAVED_DEVICE_MAX)
+        return -EBADMSG;
+    state_get_bytes(r, s->device, s->device_len);
+    /* Status: only the bits §2.1 defines; ISR: queue and config bits; PBA within nvec. */
+    const uint8_t known = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+                          VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK |
+                          VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED;
+    if ((t->status & ~known) || (t->isr & ~(ISR_QUEUE | ISR_CONFIG)) ||
+        (s->msix.pending >> nvec))
+        state_reader_fail(r);
+    return state_reader_done(r);
+}
+
+static bool vector_ok(const struct virtio_device *vdev, uint16_t v)
+{
+    return v == MSIX_NO_VECTOR || v < vdev->msix.nvec;
+}
+
+/* Everything the saved state says, against what this device is and offers. */
+static int restore_check(struct virtio_device *vdev, const struct virtio_pci_saved *s,
+                         char *err, size_t errlen)
+{
+    const struct virtio_device_ops *ops = vdev->ops;
+    if (s->device_id != ops->device_id || s->num_queues != ops->num_queues) {
+        snprintf(err, errlen, "virtio-%s: the snapshot has a different device here (type %u)",
+                 ops->name, s->device_id);
+        return -EINVAL;
+    }
+    bool ok = !(s->state.driver_features & ~offered_features(vdev)) &&
+              vector_ok(vdev, s->state.config_msix_vector);
+    for (unsigned q = 0; ok && q < ops->num_queues; q++)
+        ok = s->queues[q].size <= ops->queue_size && vector_ok(vdev, s->state.queue_msix_vector[q]);
+    if (!ok) {
+        snprintf(err, errlen, "virtio-%s: features, queue sizes or vectors out of range",
+                 ops->name);
+        return -EINVAL;
+    }
+    struct state_reader r;
+    state_reader_init(&r, s->device, s->device_len);
+    if (ops->check && ops->check(vdev, &r) < 0) {
+        snprintf(err, errlen, "virtio-%s: the device given at restore does not match the "
+                              "snapshot's (disk size, block size, read-only or id; MAC; CID)",
+                 ops->name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Enabled queues get their host views anew (addresses checked against RAM), then progress. */
+static int restore_queues(struct virtio_device *vdev, const struct virtio_pci_saved *s,
+                          char *err, size_t errlen)
+{
+    bool event_idx = virtio_has_feature(vdev, VIRTIO_F_EVENT_IDX);
+    for (unsigned q = 0; q < vdev->ops->num_queues; q++) {
+        struct virtq *vq = &vdev->queues[q];
+        vq->state = s->queues[q];
+        vq->state.ready = 0;
+        if (!s->state.queue_enable[q])
+            continue;
+        if (virtq_enable(vq, vdev->mem, event_idx) < 0) {
+            snprintf(err, errlen, "virtio-%s: queue %u's rings are not in guest RAM",
+                     vdev->ops->name, q);
+            return -EINVAL;
+        }
+        vq->state = s->queues[q];
+        vq->broken = s->broken[q];
+    }
+    return 0;
+}
+
+int virtio_pci_restore(struct virtio_device *vdev, const struct virtio_pci_saved *s, char *err,
+                       size_t errlen)
+{
+    pthread_mutex_lock(&vdev->lock);
+    int ret = restore_check(vdev, s, err, errlen);
+    if (ret == 0) {
+        vdev->state = s->state;
+        ret = restore_queues(vdev, s, err, errlen);
+    }
+    if (ret < 0) {
+        virtio_reset(vdev);
+        pthread_mutex_unlock(&vdev->lock);
+        return ret;
+    }
+    for (unsigned v = 0; v < vdev->msix.nvec; v++) {
+        memcpy(vdev->msix.state.entries[v], s->msix.entries[v], sizeof(s->msix.entries[v]));
+        vdev->msix.state.entries[v][3] &= 1; /* only the mask bit is writable */
+    }
+    vdev->msix.state.pending = s->msix.pending;
+    msix_control_written(&vdev->msix); /* delivers what is pending and unmasked */
+    vdev->bus_master = pci_command(vdev) & PCI_COMMAND_MASTER;
+    vdev->intx_level = false;
+    virtio_update_intx(vdev);
+    virtio_sync_ioeventfds(vdev);
+    if (virtio_is_active(vdev) && vdev->ops->activate && vdev->ops->activate(vdev) != 0)
+        virtio_set_needs_reset(vdev, "could not start its backend");
+    /* Whatever the driver made available meanwhile is looked at now. */
+    for (unsigned q = 0; q < vdev->ops->num_queues; q++)
+        if (vdev->queues[q].state.ready)
+            virtio_kick_queue(vdev, q);
+    pthread_mutex_unlock(&vdev->lock);
+    return 0;
+}
+

@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "snapshot/state_file.h"
 #include "virtio/vsock_internal.h"
 #include "vmm/vm.h"
 
@@ -27,7 +28,7 @@
 bool vsock_rx_usable(struct virtio_vsock *dev)
 {
     return virtio_is_active(&dev->vdev) && dev->vdev.queues[VSOCK_QUEUE_RX].state.ready &&
-           !dev->vdev.queues[VSOCK_QUEUE_RX].broken && !dev->rx_starved;
+           !dev->vdev.queues[VSOCK_QUEUE_RX].broken && !dev->rx_starved && !dev->vdev.frozen;
 }
 
 /* ---- receive queue: packets to the guest ---- */
@@ -296,7 +297,8 @@ static void vsock_send_owed(struct virtio_vsock *dev)
 /* End of every entry point: owed packets out, one interrupt for all that was pushed. */
 static void vsock_finish(struct virtio_vsock *dev)
 {
-    if (virtio_is_active(&dev->vdev)) {
+    /* Frozen for a snapshot: nothing goes to the guest; the thaw kick comes back here. */
+    if (virtio_is_active(&dev->vdev) && !dev->vdev.frozen) {
         vsock_send_owed(dev);
         if (dev->tx_blocked && dev->rst_len < VSOCK_RST_BACKLOG) {
             vsock_process_tx(dev);
@@ -380,6 +382,42 @@ static void vsock_destroy(struct virtio_device *vdev)
     vsock_device_free(vdev->opaque);
 }
 
+/* ---- snapshots ---- */
+
+/*
+ * Connections live on host sockets that a snapshot cannot carry, so the device is saved
+ * only without any (guest listening sockets need none). A receive buffer held for later is
+ * handed back to the avail ring: the restored device pops it again.
+ */
+static bool vsock_idle(struct virtio_device *vdev)
+{
+    struct virtio_vsock *dev = vdev->opaque;
+    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
+        if (dev->conns[i].state != VSOCK_CONN_FREE)
+            return false;
+    if (dev->rst_len || dev->tx_blocked)
+        return false;
+    if (dev->rx_held) {
+        dev->rx_held = false;
+        vdev->queues[VSOCK_QUEUE_RX].state.last_avail--;
+    }
+    return true;
+}
+
+/* The guest knows the device by its CID: the restored one must have the same. */
+static void vsock_save(struct virtio_device *vdev, struct state_writer *w)
+{
+    state_put_u64(w, ((struct virtio_vsock *)vdev->opaque)->guest_cid);
+}
+
+static int vsock_check(struct virtio_device *vdev, struct state_reader *r)
+{
+    uint64_t cid = state_get_u64(r);
+    return state_reader_done(r) == 0 && cid == ((struct virtio_vsock *)vdev->opaque)->guest_cid
+               ? 0
+               : -EINVAL;
+}
+
 static const struct virtio_device_ops vsock_ops = {
     .name = "vsock",
     .device_id = 19,
@@ -390,6 +428,9 @@ static const struct virtio_device_ops vsock_ops = {
     .reset = vsock_reset,
     .queue_notify = vsock_queue_notify,
     .destroy = vsock_destroy,
+    .idle = vsock_idle,
+    .save = vsock_save,
+    .check = vsock_check,
 };
 
 void vsock_device_free(struct virtio_vsock *dev)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
 #include "console/console_sock.h"
+#include "snapshot/snapshot.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/net.h"
@@ -223,6 +225,16 @@ static void vm_uart_log_only(void *opaque, const uint8_t *buf, size_t len)
 static time_t host_time(void)
 {
     return time(NULL);
+}
+
+/* A restored VM logs dirty pages from the start: a diff can refer to what it came from. */
+static void vm_restored_base(struct vm *vm)
+{
+    struct vm_snapshot_base *b = &vm->snapshot_base;
+    vm->dirty_log = true;
+    b->id = vm->config->restore->id;
+    b->valid = realpath(vm->config->restore_state_path, b->state_path) &&
+               realpath(vm->config->restore_mem_path, b->mem_path);
 }
 
 /* Devices that keep their guest-visible state across resets are built once, here. */
@@ -455,9 +467,6 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
     bus_init(&vm->pio_bus, "pio");
     bus_init(&vm->mmio_bus, "mmio");
 
-    int ret = guest_mem_alloc(&vm->mem, config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
-    if (ret < 0)
-        return ret;
     vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
     if (!vm->vcpus)
         return -ENOMEM;
@@ -465,13 +474,28 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
         vm->vcpus[i].fd = -1;
     /* With --console-sock the terminal is not touched: no raw mode, stdin may be /dev/null. */
     bool term = !config->console_sock;
-    ret = console_init(&vm->console, term ? STDIN_FILENO : -1, term ? STDOUT_FILENO : -1,
+    int ret = console_init(&vm->console, term ? STDIN_FILENO : -1, term ? STDOUT_FILENO : -1,
                        config->console_log);
     if (ret < 0) {
         log_error("console log '%s': %s", config->console_log, strerror(-ret));
         return ret;
     }
     vm_init_devices(vm);
+    /* After the console and devices exist, so that vm_destroy() can undo a failure here. */
+    if (config->restore) {
+        char err[256];
+        ret = snapshot_map_memory(config->restore, config->restore_mem_path, &vm->mem, err,
+                                  sizeof(err));
+        if (ret < 0) {
+            log_error("restore: %s", err);
+            return ret == -ENOMEM ? ret : -EBADMSG;
+        }
+        vm_restored_base(vm);
+    } else {
+        ret = guest_mem_alloc(&vm->mem, config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
+        if (ret < 0)
+            return ret;
+    }
     vm->next_bar = (uint32_t)X86_PCI_MMIO_START;
     vm->console_receive = vm_uart_receive;
     vm->console_receive_opaque = &vm->com1;
@@ -538,6 +562,46 @@ int vm_add_devices(struct vm *vm)
     return ret;
 }
 
+static int vm_set_memory_slots(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        const struct guest_region *r = &vm->mem.regions[i];
+        struct kvm_userspace_memory_region slot = {
+            .slot = i,
+            .flags = vm->dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+            .guest_phys_addr = r->gpa,
+            .memory_size = r->size,
+            .userspace_addr = (uintptr_t)r->hva,
+        };
+        if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+int vm_dirty_log_start(struct vm *vm)
+{
+    if (!vm->dirty_log) {
+        vm->dirty_log = true;
+        int ret = vm_set_memory_slots(vm); /* a slot that starts logging starts clean */
+        if (ret < 0)
+            vm->dirty_log = false;
+        return ret;
+    }
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        size_t pages = vm->mem.regions[i].size / 4096;
+        uint64_t *bitmap = calloc((pages + 63) / 64, sizeof(uint64_t));
+        if (!bitmap)
+            return -ENOMEM;
+        struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = bitmap};
+        int ret = ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
+        free(bitmap);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
 static int vm_setup_kvm(struct vm *vm)
 {
     int fd = ioctl(vm->kvm.fd, KVM_CREATE_VM, 0);
@@ -549,23 +613,15 @@ static int vm_setup_kvm(struct vm *vm)
     if (ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){KVM_IDENTITY_MAP_ADDR}) < 0 ||
         ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0)
         return -errno;
-    for (unsigned i = 0; i < vm->mem.nregions; i++) {
-        const struct guest_region *r = &vm->mem.regions[i];
-        struct kvm_userspace_memory_region slot = {
-            .slot = i,
-            .guest_phys_addr = r->gpa,
-            .memory_size = r->size,
-            .userspace_addr = (uintptr_t)r->hva,
-        };
-        if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
-            return -errno;
-    }
+    int ret = vm_set_memory_slots(vm);
+    if (ret < 0)
+        return ret;
     if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0)
         return -errno;
     struct kvm_pit_config pit = {.flags = 0};
     if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
         return -errno;
-    int ret = irq_routing_init(&vm->routing, vm->fd);
+    ret = irq_routing_init(&vm->routing, vm->fd);
     if (ret < 0)
         return ret;
     struct irq_line intx = {vm_set_irq_level, vm, 0};
@@ -608,6 +664,23 @@ static int vm_load_guest(struct vm *vm)
         return ret;
     }
     return x86_vcpu_set_entry(vm->vcpus[0].fd, &entry);
+}
+
+/* The first boot of a VM made from a snapshot continues the snapshot instead. */
+static bool vm_restoring(const struct vm *vm)
+{
+    return vm->config->restore && vm->boots == 0;
+}
+
+static int vm_restore(struct vm *vm)
+{
+    char err[256];
+    int ret = snapshot_apply(vm, vm->config->restore, err, sizeof(err));
+    if (ret < 0) {
+        log_error("restore: %s", err);
+        return -EBADMSG;
+    }
+    return 0;
 }
 
 static void vm_teardown_kvm(struct vm *vm)
@@ -675,7 +748,7 @@ static int vm_boot(struct vm *vm)
         log_error("creating the VM: %s", strerror(-ret));
         return ret;
     }
-    ret = vm_load_guest(vm);
+    ret = vm_restoring(vm) ? vm_restore(vm) : vm_load_guest(vm);
     if (ret < 0)
         return ret;
     console_enter_raw(&vm->console);
@@ -684,6 +757,12 @@ static int vm_boot(struct vm *vm)
         return ret;
     pthread_mutex_lock(&vm->run_lock);
     vm->boots++; /* vm_resume reads it */
+    if (vm->boots == 1 && vm->config->restore && vm->config->restore_paused) {
+        /* Restored but not resumed: the vCPUs park at once, the clock waits for resume. */
+        atomic_store(&vm->paused, true);
+        vm->paused_clock =
+            (struct vm_paused_clock){true, vm->boots, vm->config->restore->vm.clock};
+    }
     for (unsigned i = 0; ret == 0 && i < vm->ncpus; i++) {
         ret = vcpu_start(&vm->vcpus[i]);
         if (ret < 0)
@@ -713,7 +792,13 @@ int vm_run(struct vm *vm, enum vm_stop_reason *reason)
         *reason = atomic_load(&vm->stop_reason);
         if (*reason != VM_STOP_RESET || vm->config->no_reboot)
             break;
+        if (!vm->images) {
+            log_info("guest reset: a VM restored from a snapshot has no kernel to boot again; "
+                     "exiting");
+            break;
+        }
         log_debug("guest reset: rebooting");
+        vm->snapshot_base.valid = false; /* RAM starts over: no diff against it */
         vm_reset(vm);
     }
     console_restore(&vm->console);

@@ -86,6 +86,18 @@ struct vm {
         unsigned boot;    /* vm->boots when it was saved: a reboot makes it stale */
         uint64_t clock;   /* KVM_GET_CLOCK at pause, ns */
     } paused_clock;
+    /*
+     * Snapshots: once a VM has been saved (or was restored), KVM logs the pages the guest
+     * dirties, so that a diff snapshot can hold only those; `snapshot_base` is the snapshot
+     * they are relative to. A reset makes the base meaningless (RAM starts over).
+     */
+    bool dirty_log;
+    struct vm_snapshot_base {
+        bool valid;
+        uint64_t id;
+        char state_path[4096];
+        char mem_path[4096];
+    } snapshot_base;
     /* Called on the main thread each time the guest has been booted (resets included). */
     void (*on_boot)(struct vm *vm, void *opaque);
     void *on_boot_opaque;
@@ -122,6 +134,13 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+
+/*
+ * Turns on KVM's dirty-page logging for every RAM slot (or, when it is on, clears the log):
+ * from now on KVM_GET_DIRTY_LOG returns what the guest wrote. Call with run_lock held and
+ * the VM paused. Returns 0 or -errno.
+ */
+int vm_dirty_log_start(struct vm *vm);
 
 /* Called by a vCPU thread between exits: parks it while the VM is paused. */
 void vm_vcpu_park_if_paused(struct vm *vm, struct vcpu *vcpu);

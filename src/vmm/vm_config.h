@@ -8,6 +8,7 @@
 #include <limits.h>
 
 #include "jail/jail_config.h"
+struct snapshot;
 
 enum kernel_format {
     KERNEL_FORMAT_AUTO,    /* bzImage or ELF, by magic number */
@@ -94,6 +95,12 @@ struct vm_config {
     const char *config_file; /* boot from this Firecracker-schema JSON file */
     const char *instance_id; /* the id GET / reports */
     bool seccomp; /* per-thread system call filters (vmm/seccomp.c); on unless --seccomp=off */
+    /* kiln run --restore DIR: the VM is rebuilt from this snapshot instead of booted. */
+    const char *restore_dir;
+    const struct snapshot *restore; /* parsed and checked; owned by the caller */
+    const char *restore_state_path;
+    const char *restore_mem_path;
+    bool restore_paused; /* the restored VM waits for a resume (API: resume_vm false) */
 };
 
 #endif

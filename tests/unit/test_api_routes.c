@@ -14,6 +14,9 @@
 struct fake_vm {
     int starts, pauses, resumes;
     int start_result;
+    int snapshots, diffs, loads;
+    char snap_state[256], snap_mem[256];
+    bool load_resume;
 };
 
 static int fake_start(void *opaque, const struct vm_spec *spec, char *err, size_t errlen)
@@ -43,8 +46,31 @@ static int fake_unsupported(void *opaque, char *err, size_t errlen)
     return -ENOTSUP;
 }
 
-static const struct api_ops fake_ops = {fake_start, fake_pause, fake_resume, fake_unsupported,
-                                        fake_unsupported};
+static int fake_snapshot_create(void *opaque, bool diff, const char *state_path,
+                                const char *mem_path, char *err, size_t errlen)
+{
+    struct fake_vm *f = opaque;
+    f->snapshots++;
+    f->diffs += diff;
+    snprintf(f->snap_state, sizeof(f->snap_state), "%s", state_path);
+    snprintf(f->snap_mem, sizeof(f->snap_mem), "%s", mem_path);
+    return 0;
+}
+
+static int fake_snapshot_load(void *opaque, const char *state_path, const char *mem_path,
+                              bool resume, char *err, size_t errlen)
+{
+    struct fake_vm *f = opaque;
+    f->loads++;
+    snprintf(f->snap_state, sizeof(f->snap_state), "%s", state_path);
+    snprintf(f->snap_mem, sizeof(f->snap_mem), "%s", mem_path);
+    f->load_resume = resume;
+    return 0;
+}
+
+static const struct api_ops fake_ops = {fake_start,           fake_pause,         fake_resume,
+                                        fake_unsupported,     fake_unsupported,
+                                        fake_snapshot_create, fake_snapshot_load};
 
 static struct api api;
 static struct fake_vm fake;
@@ -214,6 +240,81 @@ static void random_requests(void **state)
     }
 }
 
+/* PUT /snapshot/create needs a paused VM and both paths; Diff is refused, not faked. */
+static void snapshot_create_rules(void **state)
+{
+    const char *full = "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"/s/state\", "
+                       "\"mem_file_path\": \"/s/memory\"}";
+    assert_int_equal(req("PUT", "/snapshot/create", full), 400); /* not started */
+    assert_int_equal(req("PUT", "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 204);
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"), 204);
+    assert_int_equal(req("PUT", "/snapshot/create", full), 400); /* running, not paused */
+    assert_non_null(strstr(reply_body, "paused"));
+    assert_int_equal(req("PATCH", "/vm", "{\"state\": \"Paused\"}"), 204);
+    assert_int_equal(req("PUT", "/snapshot/create", "{\"snapshot_path\": \"/s/state\"}"), 400);
+    assert_int_equal(req("PUT", "/snapshot/create",
+                         "{\"snapshot_path\": \"\", \"mem_file_path\": \"/m\"}"),
+                     400);
+    assert_int_equal(req("PUT", "/snapshot/create",
+                         "{\"snapshot_path\": 7, \"mem_file_path\": \"/m\"}"),
+                     400);
+    assert_int_equal(req("PUT", "/snapshot/create",
+                         "{\"snapshot_path\": \"/a\", \"mem_file_path\": \"/m\", \"x\": 1}"),
+                     400);
+    assert_int_equal(req("PUT", "/snapshot/create",
+                         "{\"snapshot_type\": \"Delta\", \"snapshot_path\": \"/a\", "
+                         "\"mem_file_path\": \"/m\"}"),
+                     400);
+    assert_non_null(strstr(reply_body, "Full or Diff"));
+    assert_int_equal(fake.snapshots, 0);
+    assert_int_equal(req("PUT", "/snapshot/create", full), 204);
+    assert_int_equal(fake.snapshots, 1);
+    assert_int_equal(fake.diffs, 0);
+    assert_string_equal(fake.snap_state, "/s/state");
+    assert_string_equal(fake.snap_mem, "/s/memory");
+    /* a snapshot can be taken again, and the VM stays paused */
+    assert_int_equal(req("PUT", "/snapshot/create",
+                         "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"/a\", "
+                         "\"mem_file_path\": \"/m\"}"),
+                     204);
+    assert_int_equal(fake.diffs, 1);
+    assert_int_equal(req("GET", "/", NULL), 200);
+    assert_non_null(strstr(reply_body, "Paused"));
+}
+
+static void snapshot_load_rules(void **state)
+{
+    assert_int_equal(req("PUT", "/snapshot/load", "{\"snapshot_path\": \"/s/state\"}"), 400);
+    assert_int_equal(req("PUT", "/snapshot/load",
+                         "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", "
+                         "\"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": "
+                         "\"/m\"}}"),
+                     400);
+    assert_int_equal(req("PUT", "/snapshot/load",
+                         "{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": "
+                         "\"Uffd\", \"backend_path\": \"/m\"}}"),
+                     400);
+    assert_int_equal(req("PUT", "/snapshot/load",
+                         "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", "
+                         "\"resume_vm\": \"yes\"}"),
+                     400);
+    assert_int_equal(fake.loads, 0);
+    assert_int_equal(req("PUT", "/snapshot/load",
+                         "{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": "
+                         "\"File\", \"backend_path\": \"/m\"}, \"resume_vm\": true}"),
+                     204);
+    assert_int_equal(fake.loads, 1);
+    assert_true(fake.load_resume);
+    assert_string_equal(fake.snap_mem, "/m");
+    assert_int_equal(req("GET", "/", NULL), 200);
+    assert_non_null(strstr(reply_body, "Running"));
+    /* only once, and only before a start */
+    assert_int_equal(req("PUT", "/snapshot/load",
+                         "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}"),
+                     400);
+    assert_int_equal(fake.loads, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -222,6 +323,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(start_and_state_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(devices_by_path_id, setup, teardown),
         cmocka_unit_test_setup_teardown(random_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_create_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_load_rules, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

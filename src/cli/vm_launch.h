@@ -1,0 +1,16 @@
+#ifndef KILN_CLI_VM_LAUNCH_H
+#define KILN_CLI_VM_LAUNCH_H
+
+#include <sys/types.h>
+
+#include "cli/vm_ref.h"
+
+/*
+ * Runs /proc/self/exe with `args` (argv, NULL-terminated) as the VM process of `ref`: no
+ * controlling terminal, a session of its own, stdin /dev/null, stdout and stderr to the VM's
+ * kiln.log, working directory the VM's directory. The caller becomes a child subreaper, so
+ * the process's early exit can still be collected. Returns its pid or a negative errno.
+ */
+pid_t vm_launch(const struct vm_ref *ref, char **args);
+
+#endif
