@@ -277,3 +277,70 @@ int unix_bind_replacing_stale(int fd, const char *path)
         return -errno;
     return 0;
 }
+
+int write_full(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Makes a rename in the directory holding `path` durable. */
+static int fsync_dir_of(const char *path)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+        return -ENAMETOOLONG;
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        strcpy(dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int ret = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return ret;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int ret = write_full(fd, data, len);
+    if (ret == 0 && fsync(fd) < 0)
+        ret = -errno;
+    if (close(fd) < 0 && ret == 0)
+        ret = -errno;
+    if (ret == 0 && rename(tmp, path) < 0)
+        ret = -errno;
+    if (ret < 0) {
+        unlink(tmp);
+        return ret;
+    }
+    return fsync_dir_of(path);
+}
+
+int invalid(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}

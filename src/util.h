@@ -68,4 +68,17 @@ int unix_bind_replacing_stale(int fd, const char *path);
 int peak_rss_open(void);
 uint64_t peak_rss_kib(int status_fd);
 
+/* Formats a reason for rejecting some input into `err` and returns -EINVAL (parsers). */
+int invalid(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Writes all of `data` to `fd`, retrying short writes. 0 or -errno. */
+int write_full(int fd, const void *data, size_t len);
+
+/*
+ * Replaces `path` durably: writes a temporary file beside it, fsyncs it, renames it over
+ * `path` and fsyncs the directory, so a crash leaves the old or the new file, never a torn
+ * one. 0 or -errno.
+ */
+int write_file_atomic(const char *path, const void *data, size_t len);
+
 #endif

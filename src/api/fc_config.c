@@ -15,34 +15,22 @@
 /* Largest guest kiln takes: 16 TiB, far past any host; the real check is at start. */
 #define FC_MAX_MEM_MIB (16ULL << 20)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
-
 json_t *fc_parse_object(const char *body, size_t len, char *err, size_t errlen)
 {
     if (len > FC_MAX_BODY) {
-        fail(err, errlen, "request body of %zu bytes is larger than %d", len, FC_MAX_BODY);
+        invalid(err, errlen, "request body of %zu bytes is larger than %d", len, FC_MAX_BODY);
         return NULL;
     }
     json_error_t jerr;
     json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        fail(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+        invalid(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
              jerr.column);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        fail(err, errlen, "the request body must be a JSON object");
+        invalid(err, errlen, "the request body must be a JSON object");
         return NULL;
     }
     return root;
@@ -92,7 +80,7 @@ static int check_object(json_t *obj, const char *what, const struct field *field
                         char *err, size_t errlen)
 {
     if (!json_is_object(obj))
-        return fail(err, errlen, "%s: expected a JSON object", what);
+        return invalid(err, errlen, "%s: expected a JSON object", what);
     const char *key;
     json_t *value;
     json_object_foreach(obj, key, value)
@@ -102,15 +90,15 @@ static int check_object(json_t *obj, const char *what, const struct field *field
             if (strcmp(key, fields[i].name) == 0)
                 break;
         if (i == n)
-            return fail(err, errlen, "%s: unknown field '%.64s'", what, key);
+            return invalid(err, errlen, "%s: unknown field '%.64s'", what, key);
         if (!json_is_null(value) && !type_matches(value, fields[i].type))
-            return fail(err, errlen, "%s: '%s' must be %s", what, key,
+            return invalid(err, errlen, "%s: '%s' must be %s", what, key,
                         type_name(fields[i].type));
     }
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_object_get(obj, fields[i].name);
         if (fields[i].required && (!v || json_is_null(v)))
-            return fail(err, errlen, "%s: '%s' is required", what, fields[i].name);
+            return invalid(err, errlen, "%s: '%s' is required", what, fields[i].name);
     }
     return 0;
 }
@@ -136,9 +124,9 @@ static int check_text(json_t *obj, const char *key, const char *what, size_t max
     if (!v)
         return 0;
     if (strlen(json_string_value(v)) != json_string_length(v))
-        return fail(err, errlen, "%s: '%s' contains a NUL character", what, key);
+        return invalid(err, errlen, "%s: '%s' contains a NUL character", what, key);
     if (json_string_length(v) >= max)
-        return fail(err, errlen, "%s: '%s' is longer than %zu bytes", what, key, max - 1);
+        return invalid(err, errlen, "%s: '%s' is longer than %zu bytes", what, key, max - 1);
     return 0;
 }
 
@@ -153,7 +141,7 @@ static int unsupported_unless(json_t *obj, const char *key, const char *neutral,
         return 0;
     if (json_is_false(v))
         return 0;
-    return fail(err, errlen, "%s: '%s' is not supported by kiln (%s)", what, key, why);
+    return invalid(err, errlen, "%s: '%s' is not supported by kiln (%s)", what, key, why);
 }
 
 /* Firecracker's ids: 1-64 characters from [A-Za-z0-9_]. */
@@ -161,12 +149,12 @@ static int check_id(const char *id, const char *what, char *err, size_t errlen)
 {
     size_t len = strlen(id);
     if (len == 0 || len > VM_SPEC_ID_MAX)
-        return fail(err, errlen, "%s: ids have 1 to %d characters", what, VM_SPEC_ID_MAX);
+        return invalid(err, errlen, "%s: ids have 1 to %d characters", what, VM_SPEC_ID_MAX);
     for (size_t i = 0; i < len; i++) {
         char c = id[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_'))
-            return fail(err, errlen, "%s: id '%.64s' may only contain A-Z, a-z, 0-9 and _", what,
+            return invalid(err, errlen, "%s: id '%.64s' may only contain A-Z, a-z, 0-9 and _", what,
                         id);
     }
     return 0;
@@ -176,7 +164,7 @@ static int check_path_id(const char *path_id, const char *body_id, const char *w
                          size_t errlen)
 {
     if (path_id && strcmp(path_id, body_id) != 0)
-        return fail(err, errlen, "%s: the id in the path does not match the id in the body",
+        return invalid(err, errlen, "%s: the id in the path does not match the id in the body",
                     what);
     return check_id(body_id, what, err, errlen);
 }
@@ -201,11 +189,11 @@ int fc_put_boot_source(struct vm_spec *spec, json_t *body, char *err, size_t err
         return ret;
     const char *kernel = opt_string(body, "kernel_image_path");
     if (!kernel[0])
-        return fail(err, errlen, "%s: 'kernel_image_path' is empty", what);
+        return invalid(err, errlen, "%s: 'kernel_image_path' is empty", what);
     enum kernel_format format = KERNEL_FORMAT_AUTO;
     const char *fmt = opt_string(body, "kiln_kernel_format");
     if (fmt && kernel_format_parse(fmt, &format) < 0)
-        return fail(err, errlen, "%s: 'kiln_kernel_format' must be auto, bzimage, elf or raw",
+        return invalid(err, errlen, "%s: 'kiln_kernel_format' must be auto, bzimage, elf or raw",
                     what);
     const char *initrd = opt_string(body, "initrd_path");
     const char *args = opt_string(body, "boot_args");
@@ -246,11 +234,11 @@ int fc_put_machine_config(struct vm_spec *spec, json_t *body, bool patch, char *
         return ret;
     json_t *cpus = opt(body, "vcpu_count"), *mem = opt(body, "mem_size_mib");
     if (cpus && (json_integer_value(cpus) < 1 || json_integer_value(cpus) > VM_MAX_CPUS))
-        return fail(err, errlen, "%s: 'vcpu_count' must be from 1 to %d", what, VM_MAX_CPUS);
+        return invalid(err, errlen, "%s: 'vcpu_count' must be from 1 to %d", what, VM_MAX_CPUS);
     uint64_t min_mib = X86_MIN_MEMORY >> 20;
     if (mem && ((uint64_t)json_integer_value(mem) < min_mib ||
                 (uint64_t)json_integer_value(mem) > FC_MAX_MEM_MIB))
-        return fail(err, errlen, "%s: 'mem_size_mib' must be from %llu to %llu", what,
+        return invalid(err, errlen, "%s: 'mem_size_mib' must be from %llu to %llu", what,
                     (unsigned long long)min_mib, (unsigned long long)FC_MAX_MEM_MIB);
     if (cpus)
         spec->cfg.cpus = (unsigned)json_integer_value(cpus);
@@ -292,10 +280,10 @@ static int drive_cache(json_t *body, enum disk_cache *cache, char *err, size_t e
      * least as safe, so both map to kiln's host-page-cache mode.
      */
     if (c && strcmp(c, "Unsafe") != 0 && strcmp(c, "Writeback") != 0)
-        return fail(err, errlen, "drive: 'cache_type' must be Unsafe or Writeback");
+        return invalid(err, errlen, "drive: 'cache_type' must be Unsafe or Writeback");
     /* kiln's disk I/O is always asynchronous (io_uring or a thread pool). */
     if (io && strcmp(io, "Sync") != 0 && strcmp(io, "Async") != 0)
-        return fail(err, errlen, "drive: 'io_engine' must be Sync or Async");
+        return invalid(err, errlen, "drive: 'io_engine' must be Sync or Async");
     *cache = DISK_CACHE_WRITEBACK;
     return 0;
 }
@@ -316,7 +304,7 @@ int fc_put_drive(struct vm_spec *spec, const char *path_id, json_t *body, char *
         return ret;
     const char *path = opt_string(body, "path_on_host");
     if (!path[0])
-        return fail(err, errlen, "drive %s: 'path_on_host' is empty", id);
+        return invalid(err, errlen, "drive %s: 'path_on_host' is empty", id);
     snprintf(disk.path, sizeof(disk.path), "%s", path);
     disk.readonly = json_is_true(opt(body, "is_read_only"));
     /* Firecracker reports the drive_id as the disk's serial (virtio-blk GET_ID, 20 bytes). */
@@ -328,10 +316,10 @@ int fc_put_drive(struct vm_spec *spec, const char *path_id, json_t *body, char *
         if (strcmp(spec->drive_ids[slot], id) == 0)
             break;
     if (slot == spec->cfg.ndisks && slot >= VM_MAX_DISKS)
-        return fail(err, errlen, "drive %s: at most %d drives", id, VM_MAX_DISKS);
+        return invalid(err, errlen, "drive %s: at most %d drives", id, VM_MAX_DISKS);
     for (unsigned i = 0; root && i < spec->cfg.ndisks; i++)
         if (i != slot && spec->drive_is_root[i])
-            return fail(err, errlen, "drive %s: drive %s is already the root device", id,
+            return invalid(err, errlen, "drive %s: drive %s is already the root device", id,
                         spec->drive_ids[i]);
     spec->cfg.disks[slot] = disk;
     spec->drive_is_root[slot] = root;
@@ -354,12 +342,12 @@ static int user_net(json_t *user, struct net_config *net, char *err, size_t errl
     json_t *rules = opt(user, "hostfwd"), *rule;
     size_t i;
     if (rules && json_array_size(rules) > VM_MAX_HOSTFWD)
-        return fail(err, errlen, "kiln_user_net: at most %d hostfwd rules", VM_MAX_HOSTFWD);
+        return invalid(err, errlen, "kiln_user_net: at most %d hostfwd rules", VM_MAX_HOSTFWD);
     json_array_foreach(rules, i, rule)
     {
         if (!json_is_string(rule) ||
             parse_hostfwd(json_string_value(rule), &net->hostfwd[net->nhostfwd]) < 0)
-            return fail(err, errlen,
+            return invalid(err, errlen,
                         "kiln_user_net: hostfwd rules are strings such as "
                         "\"tcp::2222-:22\" (host port to guest port)");
         net->nhostfwd++;
@@ -400,13 +388,13 @@ int fc_put_network_interface(struct vm_spec *spec, const char *path_id, json_t *
     const char *tap = opt_string(body, "host_dev_name");
     json_t *user = opt(body, "kiln_user_net");
     if (!tap == !user)
-        return fail(err, errlen,
+        return invalid(err, errlen,
                     "network-interface %s: give either 'host_dev_name' (a tap device) or "
                     "'kiln_user_net' (user-mode networking)",
                     id);
     if (tap) {
         if (!tap[0] || strlen(tap) >= sizeof(net.ifname))
-            return fail(err, errlen, "network-interface %s: interface names have 1 to 15 bytes",
+            return invalid(err, errlen, "network-interface %s: interface names have 1 to 15 bytes",
                         id);
         net.backend = NET_TAP;
         snprintf(net.ifname, sizeof(net.ifname), "%s", tap);
@@ -415,7 +403,7 @@ int fc_put_network_interface(struct vm_spec *spec, const char *path_id, json_t *
     }
     const char *mac = opt_string(body, "guest_mac");
     if (mac && parse_mac(mac, net.mac) < 0)
-        return fail(err, errlen,
+        return invalid(err, errlen,
                     "network-interface %s: malformed guest_mac '%.32s' (expected "
                     "06:00:ac:10:00:02, not multicast)",
                     id, mac);
@@ -426,7 +414,7 @@ int fc_put_network_interface(struct vm_spec *spec, const char *path_id, json_t *
         if (strcmp(spec->iface_ids[slot], id) == 0)
             break;
     if (slot == spec->cfg.nnets && slot >= VM_MAX_NETS)
-        return fail(err, errlen, "network-interface %s: at most %d interfaces", id, VM_MAX_NETS);
+        return invalid(err, errlen, "network-interface %s: at most %d interfaces", id, VM_MAX_NETS);
     spec->cfg.nets[slot] = net;
     snprintf(spec->iface_ids[slot], sizeof(spec->iface_ids[slot]), "%s", id);
     if (slot == spec->cfg.nnets)
@@ -452,10 +440,10 @@ int fc_put_vsock(struct vm_spec *spec, json_t *body, char *err, size_t errlen)
     json_int_t cid = json_integer_value(opt(body, "guest_cid"));
     /* 0-2 are reserved (hypervisor, local, host); as --vsock. */
     if (cid < 3 || cid > 0xfffffffeLL)
-        return fail(err, errlen, "vsock: 'guest_cid' must be from 3 to 4294967294");
+        return invalid(err, errlen, "vsock: 'guest_cid' must be from 3 to 4294967294");
     const char *uds = opt_string(body, "uds_path");
     if (!uds[0])
-        return fail(err, errlen, "vsock: 'uds_path' is empty");
+        return invalid(err, errlen, "vsock: 'uds_path' is empty");
     struct vsock_config *v = &spec->cfg.vsock;
     *v = (struct vsock_config){.enabled = true, .guest_cid = (uint32_t)cid};
     snprintf(v->uds_path, sizeof(v->uds_path), "%s", uds);
@@ -516,13 +504,13 @@ int fc_config_apply(struct vm_spec *out, json_t *root, char *err, size_t errlen)
                                          "cpu-config"};
     for (size_t i = 0; ret == 0 && i < ARRAY_SIZE(absent); i++)
         if (opt(root, absent[i]))
-            ret = fail(err, errlen, "config file: '%s' is not supported by kiln", absent[i]);
+            ret = invalid(err, errlen, "config file: '%s' is not supported by kiln", absent[i]);
     if (ret < 0)
         return ret;
     /* Build on a copy so that a file rejected halfway leaves `out` untouched. */
     struct vm_spec *spec = malloc(sizeof(*spec));
     if (!spec)
-        return fail(err, errlen, "out of memory");
+        return invalid(err, errlen, "out of memory");
     vm_spec_copy(spec, out);
     json_t *machine = opt(root, "machine-config"), *vsock = opt(root, "vsock"),
            *entropy = opt(root, "entropy");
@@ -545,21 +533,21 @@ int fc_config_load_file(struct vm_spec *spec, const char *path, char *err, size_
     size_t size;
     int ret = read_file(path, &data, &size, FC_MAX_CONFIG_FILE);
     if (ret == -EFBIG)
-        return fail(err, errlen, "config file '%s': larger than %d bytes", path,
+        return invalid(err, errlen, "config file '%s': larger than %d bytes", path,
                     FC_MAX_CONFIG_FILE);
     if (ret < 0)
-        return fail(err, errlen, "config file '%s': %s", path, strerror(-ret));
+        return invalid(err, errlen, "config file '%s': %s", path, strerror(-ret));
     json_error_t jerr;
     json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
     free(data);
     if (!root)
-        return fail(err, errlen, "config file '%s': malformed JSON: %s (line %d)", path,
+        return invalid(err, errlen, "config file '%s': malformed JSON: %s (line %d)", path,
                     jerr.text, jerr.line);
     char why[256];
     ret = fc_config_apply(spec, root, why, sizeof(why));
     json_decref(root);
     if (ret < 0)
-        return fail(err, errlen, "config file '%s': %s", path, why);
+        return invalid(err, errlen, "config file '%s': %s", path, why);
     return 0;
 }
 

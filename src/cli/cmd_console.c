@@ -67,20 +67,6 @@ static void terminal_restore(struct console_session *s)
     s->raw = false;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Keyboard to the VM, up to the escape key. Returns 1 to detach, 0 to go on, -1 on EOF. */
 static int forward_input(struct console_session *s)
 {
@@ -90,7 +76,7 @@ static int forward_input(struct console_session *s)
         return n < 0 && errno == EINTR ? 0 : -1;
     char *esc = memchr(buf, CONSOLE_ESCAPE, (size_t)n);
     size_t len = esc ? (size_t)(esc - buf) : (size_t)n;
-    if (len && write_all(s->sock, buf, len) < 0)
+    if (len && write_full(s->sock, buf, len) < 0)
         return 1;
     return esc ? 1 : 0;
 }
@@ -102,7 +88,7 @@ static bool forward_output(struct console_session *s)
     ssize_t n = read(s->sock, buf, sizeof(buf));
     if (n < 0 && errno == EINTR)
         return true;
-    return n > 0 && write_all(STDOUT_FILENO, buf, (size_t)n) == 0;
+    return n > 0 && write_full(STDOUT_FILENO, buf, (size_t)n) == 0;
 }
 
 /* Returns the reason the session ended, for the closing message. */

@@ -46,14 +46,8 @@ int cmd_kill(int argc, char **argv)
         fputs(kill_usage, opt == 'h' ? stdout : stderr);
         return opt == 'h' ? KILN_EXIT_OK : KILN_EXIT_USAGE;
     }
-    if (optind != argc - 1) {
-        fputs(kill_usage, stderr);
-        return KILN_EXIT_USAGE;
-    }
     struct vm_ref ref;
-    int rc = vm_ref_open(argv[optind], true, &ref);
-    if (rc == KILN_EXIT_OK)
-        rc = vm_ref_lock(&ref);
+    int rc = vm_ref_open_operand(argc, argv, kill_usage, &ref);
     if (rc == KILN_EXIT_OK) {
         rc = vm_kill_locked(&ref);
         if (rc == KILN_EXIT_OK)

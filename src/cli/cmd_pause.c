@@ -57,14 +57,8 @@ int vm_pause_or_resume(int argc, char **argv, bool pause)
         fputs(usage, opt == 'h' ? stdout : stderr);
         return opt == 'h' ? KILN_EXIT_OK : KILN_EXIT_USAGE;
     }
-    if (optind != argc - 1) {
-        fputs(usage, stderr);
-        return KILN_EXIT_USAGE;
-    }
     struct vm_ref ref;
-    int rc = vm_ref_open(argv[optind], true, &ref);
-    if (rc == KILN_EXIT_OK)
-        rc = vm_ref_lock(&ref);
+    int rc = vm_ref_open_operand(argc, argv, usage, &ref);
     if (rc == KILN_EXIT_OK)
         rc = patch_vm_state(&ref, pause ? "Paused" : "Resumed");
     if (rc == KILN_EXIT_OK)

@@ -84,14 +84,8 @@ int cmd_rm(int argc, char **argv)
         fputs(rm_usage, opt == 'h' ? stdout : stderr);
         return opt == 'h' ? KILN_EXIT_OK : KILN_EXIT_USAGE;
     }
-    if (optind != argc - 1) {
-        fputs(rm_usage, stderr);
-        return KILN_EXIT_USAGE;
-    }
     struct vm_ref ref;
-    int rc = vm_ref_open(argv[optind], true, &ref);
-    if (rc == KILN_EXIT_OK)
-        rc = vm_ref_lock(&ref);
+    int rc = vm_ref_open_operand(argc, argv, rm_usage, &ref);
     if (rc == KILN_EXIT_OK)
         rc = rm_vm(&ref, force);
     if (rc == KILN_EXIT_OK)

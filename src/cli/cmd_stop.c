@@ -107,14 +107,8 @@ int cmd_stop(int argc, char **argv)
         fputs(stop_usage, opt == 'h' ? stdout : stderr);
         return opt == 'h' ? KILN_EXIT_OK : KILN_EXIT_USAGE;
     }
-    if (optind != argc - 1) {
-        fputs(stop_usage, stderr);
-        return KILN_EXIT_USAGE;
-    }
     struct vm_ref ref;
-    int rc = vm_ref_open(argv[optind], true, &ref);
-    if (rc == KILN_EXIT_OK)
-        rc = vm_ref_lock(&ref);
+    int rc = vm_ref_open_operand(argc, argv, stop_usage, &ref);
     if (rc == KILN_EXIT_OK)
         rc = stop_vm(&ref, timeout_s);
     vm_ref_close(&ref);

@@ -8,18 +8,6 @@
 
 #include "util.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
-
 /*
  * Splits "a,b=c,..." in place-free fashion: calls `fn` for each comma-separated item with
  * the item's text (not NUL-terminated) and length.
@@ -68,9 +56,9 @@ static int disk_item(const char *item, size_t len, void *ctx, char *err, size_t 
     char value[64];
     if (!disk->path[0]) {
         if (len == 0)
-            return fail(err, errlen, "--disk: expected PATH[,ro][,id=NAME][,cache=none|writeback]");
+            return invalid(err, errlen, "--disk: expected PATH[,ro][,id=NAME][,cache=none|writeback]");
         if (len >= sizeof(disk->path))
-            return fail(err, errlen, "--disk: path is too long");
+            return invalid(err, errlen, "--disk: path is too long");
         memcpy(disk->path, item, len);
         disk->path[len] = '\0';
         return 0;
@@ -81,7 +69,7 @@ static int disk_item(const char *item, size_t len, void *ctx, char *err, size_t 
     }
     if (item_value(item, len, "id", value, sizeof(value))) {
         if (strlen(value) > sizeof(disk->id) - 1)
-            return fail(err, errlen, "--disk %s: id '%s' is longer than 20 bytes", disk->path,
+            return invalid(err, errlen, "--disk %s: id '%s' is longer than 20 bytes", disk->path,
                         value);
         snprintf(disk->id, sizeof(disk->id), "%s", value);
         return 0;
@@ -92,11 +80,11 @@ static int disk_item(const char *item, size_t len, void *ctx, char *err, size_t 
         else if (strcmp(value, "writeback") == 0)
             disk->cache = DISK_CACHE_WRITEBACK;
         else
-            return fail(err, errlen, "--disk %s: cache must be none or writeback, not '%s'",
+            return invalid(err, errlen, "--disk %s: cache must be none or writeback, not '%s'",
                         disk->path, value);
         return 0;
     }
-    return fail(err, errlen, "--disk %s: unknown setting '%.*s'", disk->path, (int)len, item);
+    return invalid(err, errlen, "--disk %s: unknown setting '%.*s'", disk->path, (int)len, item);
 }
 
 int parse_disk_option(const char *arg, struct disk_config *disk, char *err, size_t errlen)
@@ -178,7 +166,7 @@ static int net_item(const char *item, size_t len, void *ctx, char *err, size_t e
     char value[96];
     if (item_value(item, len, "mac", value, sizeof(value))) {
         if (parse_mac(value, net->mac) < 0)
-            return fail(err, errlen,
+            return invalid(err, errlen,
                         "--net: malformed MAC address '%s' (expected "
                         "52:54:00:12:34:56, not multicast)",
                         value);
@@ -187,16 +175,16 @@ static int net_item(const char *item, size_t len, void *ctx, char *err, size_t e
     }
     if (net->backend == NET_USER && item_value(item, len, "hostfwd", value, sizeof(value))) {
         if (net->nhostfwd >= VM_MAX_HOSTFWD)
-            return fail(err, errlen, "--net user: at most %d hostfwd rules", VM_MAX_HOSTFWD);
+            return invalid(err, errlen, "--net user: at most %d hostfwd rules", VM_MAX_HOSTFWD);
         if (parse_hostfwd(value, &net->hostfwd[net->nhostfwd]) < 0)
-            return fail(err, errlen,
+            return invalid(err, errlen,
                         "--net user: malformed hostfwd '%s' (expected "
                         "tcp::HOSTPORT-:GUESTPORT)",
                         value);
         net->nhostfwd++;
         return 0;
     }
-    return fail(err, errlen, "--net: unknown setting '%.*s'", (int)len, item);
+    return invalid(err, errlen, "--net: unknown setting '%.*s'", (int)len, item);
 }
 
 int parse_net_option(const char *arg, struct net_config *net, char *err, size_t errlen)
@@ -209,11 +197,11 @@ int parse_net_option(const char *arg, struct net_config *net, char *err, size_t 
         net->backend = NET_USER;
     } else if (item_value(arg, len, "tap", value, sizeof(value))) {
         if (value[0] == '\0' || strlen(value) >= sizeof(net->ifname))
-            return fail(err, errlen, "--net tap=%s: interface names have 1 to 15 bytes", value);
+            return invalid(err, errlen, "--net tap=%s: interface names have 1 to 15 bytes", value);
         net->backend = NET_TAP;
         snprintf(net->ifname, sizeof(net->ifname), "%s", value);
     } else {
-        return fail(err, errlen,
+        return invalid(err, errlen,
                     "--net '%s': expected tap=IFNAME[,mac=MAC] or "
                     "user[,mac=MAC][,hostfwd=tcp::HOSTPORT-:GUESTPORT]",
                     arg);
@@ -231,18 +219,18 @@ static int vsock_item(const char *item, size_t len, void *ctx, char *err, size_t
         uint64_t cid;
         /* 0-2 are reserved (hypervisor, local, host); the field is 32 bits for now. */
         if (parse_uint(value, 3, 0xfffffffe, &cid) < 0)
-            return fail(err, errlen, "--vsock: cid must be a number from 3 to 4294967294");
+            return invalid(err, errlen, "--vsock: cid must be a number from 3 to 4294967294");
         v->guest_cid = (uint32_t)cid;
         return 0;
     }
     if (item_value(item, len, "uds", value, sizeof(value))) {
         /* Leave room for the "_PORT" suffix of guest-initiated connections. */
         if (len - 4 > 90 || value[0] == '\0')
-            return fail(err, errlen, "--vsock: uds path must have 1 to 90 bytes");
+            return invalid(err, errlen, "--vsock: uds path must have 1 to 90 bytes");
         snprintf(v->uds_path, sizeof(v->uds_path), "%s", value);
         return 0;
     }
-    return fail(err, errlen, "--vsock: unknown setting '%.*s' (expected cid=N,uds=PATH)", (int)len,
+    return invalid(err, errlen, "--vsock: unknown setting '%.*s' (expected cid=N,uds=PATH)", (int)len,
                 item);
 }
 
@@ -253,7 +241,7 @@ int parse_vsock_option(const char *arg, struct vsock_config *vsock, char *err, s
     if (ret < 0)
         return ret;
     if (!vsock->guest_cid || !vsock->uds_path[0])
-        return fail(err, errlen, "--vsock: both cid=N and uds=PATH are required");
+        return invalid(err, errlen, "--vsock: both cid=N and uds=PATH are required");
     vsock->enabled = true;
     return 0;
 }

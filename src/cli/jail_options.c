@@ -13,18 +13,6 @@
 #define PIDS_MAX_LIMIT (1u << 22) /* PID_MAX_LIMIT on 64-bit */
 #define MEMORY_MAX_MIN (1u << 20)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
-
 /* Splits "key=value" at the first '=' into NUL-terminated copies. */
 static int split_item(const char *item, size_t len, char *key, size_t klen, char *value,
                       size_t vlen)
@@ -53,7 +41,7 @@ static int for_each_kv(const char *opt, const char *arg, kv_fn fn, void *ctx, ch
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char key[32], value[64];
         if (split_item(p, len, key, sizeof(key), value, sizeof(value)) < 0)
-            return fail(err, errlen, "%s '%.*s': expected KEY=VALUE", opt, (int)len, p);
+            return invalid(err, errlen, "%s '%.*s': expected KEY=VALUE", opt, (int)len, p);
         int ret = fn(key, value, ctx, err, errlen);
         if (ret < 0)
             return ret;
@@ -100,7 +88,7 @@ static int cgroup_kv(const char *key, const char *value, void *ctx, char *err, s
     if (strcmp(key, "memory.max") == 0) {
         cg->has_memory = true;
         if (parse_limit(value, true, MEMORY_MAX_MIN, UINT64_MAX / 2, &cg->memory_max) < 0)
-            return fail(err, errlen,
+            return invalid(err, errlen,
                         "--jail-cgroup memory.max=%s: expected a size of at least 1M, or max",
                         value);
         return 0;
@@ -108,7 +96,7 @@ static int cgroup_kv(const char *key, const char *value, void *ctx, char *err, s
     if (strcmp(key, "cpu.max") == 0) {
         cg->has_cpu = true;
         if (parse_cpu_max(value, cg) < 0)
-            return fail(err, errlen,
+            return invalid(err, errlen,
                         "--jail-cgroup cpu.max=%s: expected QUOTA[/PERIOD] in microseconds "
                         "(each 1000 to 1000000; QUOTA may be max)",
                         value);
@@ -117,11 +105,11 @@ static int cgroup_kv(const char *key, const char *value, void *ctx, char *err, s
     if (strcmp(key, "pids.max") == 0) {
         cg->has_pids = true;
         if (parse_limit(value, false, 1, PIDS_MAX_LIMIT, &cg->pids_max) < 0)
-            return fail(err, errlen, "--jail-cgroup pids.max=%s: expected 1 to %u, or max", value,
+            return invalid(err, errlen, "--jail-cgroup pids.max=%s: expected 1 to %u, or max", value,
                         PIDS_MAX_LIMIT);
         return 0;
     }
-    return fail(err, errlen, "--jail-cgroup %s: unknown; expected memory.max, cpu.max or pids.max",
+    return invalid(err, errlen, "--jail-cgroup %s: unknown; expected memory.max, cpu.max or pids.max",
                 key);
 }
 
@@ -138,20 +126,20 @@ static int rlimit_kv(const char *key, const char *value, void *ctx, char *err, s
     if (strcmp(key, "nofile") == 0) {
         /* kiln itself needs a few dozen descriptors before the guest adds any */
         if (parse_uint(value, 64, 1u << 20, &rl->nofile) < 0)
-            return fail(err, errlen, "--jail-rlimit nofile=%s: expected 64 to 1048576", value);
+            return invalid(err, errlen, "--jail-rlimit nofile=%s: expected 64 to 1048576", value);
         return 0;
     }
     if (strcmp(key, "fsize") == 0) {
         if (parse_size(value, &rl->fsize) < 0 || rl->fsize == 0)
-            return fail(err, errlen, "--jail-rlimit fsize=%s: expected a size such as 1G", value);
+            return invalid(err, errlen, "--jail-rlimit fsize=%s: expected a size such as 1G", value);
         return 0;
     }
     if (strcmp(key, "nproc") == 0) {
         if (parse_uint(value, 1, 1u << 22, &rl->nproc) < 0)
-            return fail(err, errlen, "--jail-rlimit nproc=%s: expected 1 to 4194304", value);
+            return invalid(err, errlen, "--jail-rlimit nproc=%s: expected 1 to 4194304", value);
         return 0;
     }
-    return fail(err, errlen, "--jail-rlimit %s: unknown; expected nofile, fsize or nproc", key);
+    return invalid(err, errlen, "--jail-rlimit %s: unknown; expected nofile, fsize or nproc", key);
 }
 
 int parse_jail_rlimit_option(const char *arg, struct jail_rlimit_config *rl, char *err,
@@ -164,7 +152,7 @@ int parse_jail_id(const char *opt, const char *arg, uint32_t *id, char *err, siz
 {
     uint64_t v;
     if (parse_uint(arg, 1, UINT32_MAX - 1, &v) < 0)
-        return fail(err, errlen, "%s '%s': expected a number from 1 to %u (not root)", opt, arg,
+        return invalid(err, errlen, "%s '%s': expected a number from 1 to %u (not root)", opt, arg,
                     UINT32_MAX - 1);
     *id = (uint32_t)v;
     return 0;

@@ -187,18 +187,6 @@ static const struct option run_long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
-
 int kernel_format_parse(const char *s, enum kernel_format *out)
 {
     static const struct {
@@ -225,7 +213,7 @@ static int parse_jail_one(int opt, const char *arg, struct jail_config *jail, ch
     switch (opt) {
     case OPT_JAIL:
         if (!*arg)
-            return fail(err, errlen, "--jail: expected a directory");
+            return invalid(err, errlen, "--jail: expected a directory");
         jail->dir = arg;
         return 1;
     case OPT_JAIL_UID:
@@ -272,12 +260,12 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         return 0;
     case OPT_ID:
         if (!arg[0] || strlen(arg) > 64)
-            return fail(err, errlen, "--id: ids have 1 to 64 bytes");
+            return invalid(err, errlen, "--id: ids have 1 to 64 bytes");
         cfg->instance_id = arg;
         return 0;
     case OPT_CONSOLE_SOCK:
         if (!*arg || strlen(arg) > SOCKET_PATH_MAX)
-            return fail(err, errlen, "--console-sock '%s': expected a path of 1 to %d bytes",
+            return invalid(err, errlen, "--console-sock '%s': expected a path of 1 to %d bytes",
                         arg, SOCKET_PATH_MAX);
         cfg->console_sock = arg;
         return 0;
@@ -292,11 +280,11 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         return 0;
     case OPT_DISK:
         if (cfg->ndisks >= VM_MAX_DISKS)
-            return fail(err, errlen, "--disk: at most %d disks", VM_MAX_DISKS);
+            return invalid(err, errlen, "--disk: at most %d disks", VM_MAX_DISKS);
         return parse_disk_option(arg, &cfg->disks[cfg->ndisks++], err, errlen);
     case OPT_NET:
         if (cfg->nnets >= VM_MAX_NETS)
-            return fail(err, errlen, "--net: at most %d network devices", VM_MAX_NETS);
+            return invalid(err, errlen, "--net: at most %d network devices", VM_MAX_NETS);
         return parse_net_option(arg, &cfg->nets[cfg->nnets++], err, errlen);
     case OPT_VSOCK:
         return parse_vsock_option(arg, &cfg->vsock, err, errlen);
@@ -306,7 +294,7 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         else if (strcmp(arg, "virtio") == 0)
             cfg->console = CONSOLE_VIRTIO;
         else
-            return fail(err, errlen, "--console '%s': expected serial or virtio", arg);
+            return invalid(err, errlen, "--console '%s': expected serial or virtio", arg);
         return 0;
     case OPT_SECCOMP:
         if (strcmp(arg, "on") == 0)
@@ -314,7 +302,7 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         else if (strcmp(arg, "off") == 0)
             cfg->seccomp = false;
         else
-            return fail(err, errlen, "--seccomp '%s': expected on or off", arg);
+            return invalid(err, errlen, "--seccomp '%s': expected on or off", arg);
         return 0;
     case 'v':
         (*verbosity)++;
@@ -324,25 +312,25 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         return 0;
     case OPT_KERNEL_FORMAT:
         if (kernel_format_parse(arg, &cfg->kernel_format) < 0)
-            return fail(err, errlen, "--kernel-format '%s': expected auto, bzimage, elf or raw",
+            return invalid(err, errlen, "--kernel-format '%s': expected auto, bzimage, elf or raw",
                         arg);
         return 0;
     case 'm':
         if (parse_size(arg, &v) < 0)
-            return fail(err, errlen, "--memory '%s': expected a size such as 512M or 4G", arg);
+            return invalid(err, errlen, "--memory '%s': expected a size such as 512M or 4G", arg);
         if (v < X86_MIN_MEMORY)
-            return fail(err, errlen, "--memory %s: too small, kiln needs at least %lluM", arg,
+            return invalid(err, errlen, "--memory %s: too small, kiln needs at least %lluM", arg,
                         X86_MIN_MEMORY >> 20);
         cfg->memory = v;
         return 0;
     case 'c':
         if (parse_uint(arg, 1, VM_MAX_CPUS, &v) < 0)
-            return fail(err, errlen, "--cpus '%s': expected a number from 1 to %u", arg,
+            return invalid(err, errlen, "--cpus '%s': expected a number from 1 to %u", arg,
                         VM_MAX_CPUS);
         cfg->cpus = (unsigned)v;
         return 0;
     default:
-        return fail(err, errlen, "unknown option (see 'kiln run --help')");
+        return invalid(err, errlen, "unknown option (see 'kiln run --help')");
     }
 }
 
@@ -369,12 +357,12 @@ int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, s
         if (opt == 'h')
             return RUN_OPTIONS_HELP;
         if (opt == ':')
-            return fail(err, errlen, "option '%s' needs a value (see 'kiln run --help')",
+            return invalid(err, errlen, "option '%s' needs a value (see 'kiln run --help')",
                         argv[optind - 1]);
         if (opt == '?') {
             if (optopt)
-                return fail(err, errlen, "option '-%c' is unknown (see 'kiln run --help')", optopt);
-            return fail(err, errlen, "option '%s' is unknown (see 'kiln run --help')",
+                return invalid(err, errlen, "option '-%c' is unknown (see 'kiln run --help')", optopt);
+            return invalid(err, errlen, "option '%s' is unknown (see 'kiln run --help')",
                         argv[optind - 1]);
         }
         jail_extras |= opt > OPT_JAIL && opt <= OPT_JAIL_RLIMIT;
@@ -383,9 +371,9 @@ int run_options_parse(int argc, char **argv, struct vm_config *cfg, char *err, s
             return ret;
     }
     if (optind < argc)
-        return fail(err, errlen, "unexpected argument '%s' (see 'kiln run --help')", argv[optind]);
+        return invalid(err, errlen, "unexpected argument '%s' (see 'kiln run --help')", argv[optind]);
     if (jail_extras && !cfg->jail.dir)
-        return fail(err, errlen, "the --jail-* options need --jail DIR");
+        return invalid(err, errlen, "the --jail-* options need --jail DIR");
     log_set_verbosity(verbosity);
     return 0;
 }

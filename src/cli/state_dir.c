@@ -78,64 +78,6 @@ int vm_path(char *buf, size_t len, const char *state_dir, const char *name, cons
     return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
 }
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[STATE_PATH_MAX];
-    if (fmt_path(dir, sizeof(dir), "%s%s", path, "") < 0)
-        return -ENAMETOOLONG;
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        strcpy(dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int ret = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return ret;
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-int write_file_atomic(const char *path, const void *data, size_t len)
-{
-    char tmp[STATE_PATH_MAX];
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
-    int ret = write_all(fd, data, len);
-    if (ret == 0 && fsync(fd) < 0)
-        ret = -errno;
-    if (close(fd) < 0 && ret == 0)
-        ret = -errno;
-    if (ret == 0 && rename(tmp, path) < 0)
-        ret = -errno;
-    if (ret < 0) {
-        unlink(tmp);
-        return ret;
-    }
-    return fsync_dir_of(path);
-}
-
 int vm_runtime_write(const char *vm_dir, const struct vm_runtime *rt)
 {
     char path[STATE_PATH_MAX];

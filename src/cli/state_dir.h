@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "util.h"
 #include <sys/types.h>
 
 #define VM_NAME_MAX 64
@@ -75,7 +77,5 @@ int vm_runtime_probe(const char *vm_dir, struct vm_runtime *rt, bool have_lock);
  */
 int vm_lock(const char *vm_dir);
 
-/* Writes `data` to `path` atomically: a temporary file, fsync, rename, fsync of the directory. */
-int write_file_atomic(const char *path, const void *data, size_t len);
 
 #endif

@@ -1,6 +1,7 @@
 #include "cli/vm_ref.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,17 @@ int vm_ref_lock(struct vm_ref *ref)
         return KILN_EXIT_NO_SUCH_VM;
     }
     return KILN_EXIT_OK;
+}
+
+int vm_ref_open_operand(int argc, char **argv, const char *usage, struct vm_ref *ref)
+{
+    ref->lock_fd = -1;
+    if (optind != argc - 1) {
+        fputs(usage, stderr);
+        return KILN_EXIT_USAGE;
+    }
+    int rc = vm_ref_open(argv[optind], true, ref);
+    return rc == KILN_EXIT_OK ? vm_ref_lock(ref) : rc;
 }
 
 void vm_ref_close(struct vm_ref *ref)

@@ -38,6 +38,13 @@ int vm_ref_open(const char *name, bool must_exist, struct vm_ref *ref);
 
 /* Takes the VM's lock; prints the error and returns an exit code. */
 int vm_ref_lock(struct vm_ref *ref);
+
+/*
+ * For commands that act on one VM: the single NAME operand left after the options (else
+ * `usage` goes to stderr and the status is 2), opened and locked. `ref` can be closed
+ * whatever this returns.
+ */
+int vm_ref_open_operand(int argc, char **argv, const char *usage, struct vm_ref *ref);
 void vm_ref_close(struct vm_ref *ref);
 
 /* DIR/FILE of this VM. */

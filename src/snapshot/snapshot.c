@@ -547,7 +547,7 @@ int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_pa
     if (ret == 0 && (ret = snapshot_memory_save(&vm->mem, mem_path, kind == SNAPSHOT_DIFF ? job.dirty
                                                                                  : NULL)) < 0)
         snprintf(err, errlen, "memory file '%s': %s", mem_path, strerror(-ret));
-    if (ret == 0 && (ret = state_file_write_atomic(state_path, data, len)) < 0)
+    if (ret == 0 && (ret = write_file_atomic(state_path, data, len)) < 0)
         snprintf(err, errlen, "state file '%s': %s", state_path, strerror(-ret));
     for (unsigned i = 0; i < frozen; i++)
         virtio_pci_thaw(vm->virtio[i]);

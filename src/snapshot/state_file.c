@@ -138,56 +138,6 @@ int state_writer_finish(struct state_writer *w, const uint8_t **data, size_t *le
 
 /* ---- durable write ---- */
 
-static int write_whole(int fd, const uint8_t *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int fsync_parent_dir(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return -ENOMEM;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0)
-        return -errno;
-    int ret = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return ret;
-}
-
-int state_file_write_atomic(const char *path, const void *data, size_t len)
-{
-    char tmp[4200];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-        return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
-    int ret = write_whole(fd, data, len);
-    if (ret == 0 && fsync(fd) < 0)
-        ret = -errno;
-    if (close(fd) < 0 && ret == 0)
-        ret = -errno;
-    if (ret == 0 && rename(tmp, path) < 0)
-        ret = -errno;
-    if (ret < 0) {
-        unlink(tmp);
-        return ret;
-    }
-    return fsync_parent_dir(path);
-}
-
 /* ---- reader ---- */
 
 void state_reader_init(struct state_reader *r, const uint8_t *p, size_t len)

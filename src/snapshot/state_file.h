@@ -47,8 +47,6 @@ void state_section_end(struct state_writer *w);
  */
 int state_writer_finish(struct state_writer *w, const uint8_t **data, size_t *len);
 
-/* Writes `data` to `path` durably: a temporary name, fsync, rename, fsync of the directory. */
-int state_file_write_atomic(const char *path, const void *data, size_t len);
 
 /*
  * A bounded cursor over bytes. A get past the end sets `error` (-EBADMSG) and returns 0,

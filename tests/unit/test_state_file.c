@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "snapshot/state_file.h"
+#include "util.h"
 
 static char err[256];
 
@@ -234,8 +235,8 @@ static void atomic_write(void **state)
     assert_non_null(mkdtemp(dir));
     char path[128];
     snprintf(path, sizeof(path), "%s/state", dir);
-    assert_int_equal(state_file_write_atomic(path, "one", 3), 0);
-    assert_int_equal(state_file_write_atomic(path, "second", 6), 0);
+    assert_int_equal(write_file_atomic(path, "one", 3), 0);
+    assert_int_equal(write_file_atomic(path, "second", 6), 0);
     char got[16] = {0};
     int fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
@@ -244,7 +245,7 @@ static void atomic_write(void **state)
     assert_string_equal(got, "second");
     char bad[160];
     snprintf(bad, sizeof(bad), "%s/missing/state", dir);
-    assert_int_equal(state_file_write_atomic(bad, "x", 1), -ENOENT);
+    assert_int_equal(write_file_atomic(bad, "x", 1), -ENOENT);
     unlink(path);
     rmdir(dir);
 }
