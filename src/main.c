@@ -42,6 +42,7 @@ static const char kiln_usage[] =
     "  7  no VM of that name\n"
     "  8  the VM is in the wrong state: exists already, running, not running, or\n"
     "     another kiln command is working on it\n"
+    "  9  'kiln run --jail' could not set up the jail\n"
     "\n"
     "Run 'kiln COMMAND --help' for a command's options.\n";
 
