@@ -1,4 +1,5 @@
 #include "net/offload.h"
+#include "le.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -12,17 +13,6 @@
 #define TCP_FIN 0x01
 #define TCP_PSH 0x08
 #define TCP_CWR 0x80
-
-static uint16_t get_le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
 
 static uint16_t get_be16(const uint8_t *p)
 {

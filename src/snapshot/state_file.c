@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "util.h"
+#include "le.h"
 
 #define HEADER_LEN (STATE_FILE_MAGIC_LEN + 4 + 4) /* magic, version, section count */
 #define NSECTIONS_OFFSET (STATE_FILE_MAGIC_LEN + 4)
@@ -76,17 +77,6 @@ void state_put_bytes(struct state_writer *w, const void *p, size_t len)
     w->len += len;
 }
 
-static void store_le32(uint8_t *p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t load_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 void state_section_begin(struct state_writer *w, const char *id, uint16_t version, uint16_t flags)
 {
     size_t idlen = strlen(id);
@@ -115,7 +105,7 @@ void state_section_end(struct state_writer *w)
         return;
     }
     size_t payload = w->len - w->section_start - 4;
-    store_le32(w->buf + w->section_start, (uint32_t)payload);
+    put_le32(w->buf + w->section_start, (uint32_t)payload);
     w->section_start = 0;
     w->nsections++;
 }
@@ -126,7 +116,7 @@ int state_writer_finish(struct state_writer *w, const uint8_t **data, size_t *le
         w->error = -EINVAL;
     if (w->error)
         return w->error;
-    store_le32(w->buf + NSECTIONS_OFFSET, w->nsections);
+    put_le32(w->buf + NSECTIONS_OFFSET, w->nsections);
     uint32_t crc = (uint32_t)crc32(0L, w->buf, (uInt)w->len);
     state_put_u32(w, crc);
     if (w->error)
@@ -255,17 +245,17 @@ static int parse_header(const uint8_t *data, size_t len, uint32_t *version, uint
         return -EBADMSG;
     }
     uint32_t crc = (uint32_t)crc32(0L, data, (uInt)(len - TRAILER_LEN));
-    if (crc != load_le32(data + len - TRAILER_LEN)) {
+    if (crc != get_le32(data + len - TRAILER_LEN)) {
         snprintf(err, errlen, "checksum mismatch: the state file is damaged or truncated");
         return -EBADMSG;
     }
-    *version = load_le32(data + STATE_FILE_MAGIC_LEN);
+    *version = get_le32(data + STATE_FILE_MAGIC_LEN);
     if (*version != STATE_FILE_VERSION) {
         snprintf(err, errlen, "format version %u is not supported (this kiln reads version %u)",
                  *version, STATE_FILE_VERSION);
         return -EBADMSG;
     }
-    *nsections = load_le32(data + NSECTIONS_OFFSET);
+    *nsections = get_le32(data + NSECTIONS_OFFSET);
     if (*nsections > STATE_MAX_SECTIONS) {
         snprintf(err, errlen, "%u sections: more than the %u allowed", *nsections,
                  STATE_MAX_SECTIONS);

@@ -24,6 +24,7 @@
 #include "virtio/virtio.h"
 #include "vmm/event_loop.h"
 #include "vmm/vm.h"
+#include "le.h"
 
 #define BLK_QUEUE_SIZE 256
 #define BLK_SECTOR_SHIFT 9
@@ -113,31 +114,6 @@ struct virtio_blk {
     uint64_t bounce_bytes;
     struct ratelimit log_rl;
 };
-
-/* Little-endian fields (§1.4; x86 is little-endian). */
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
 
 static struct blk_req *blk_req_of(struct aio_req *aio)
 {
@@ -380,8 +356,8 @@ static int blk_start_dwz(struct virtio_blk *blk, struct blk_req *req, const stru
         return VIRTIO_BLK_S_IOERR;
     uint8_t seg[BLK_DWZ_SIZE];
     iov_to_buf(c->out, c->nout, 0, seg, sizeof(seg));
-    uint64_t sector = get64(seg);
-    uint32_t nsect = get32(seg + 8), flags = get32(seg + 12);
+    uint64_t sector = get_le64(seg);
+    uint32_t nsect = get_le32(seg + 8), flags = get_le32(seg + 12);
     /* §5.2.6.2: unknown flags, and unmap on a discard, are unsupported. */
     if ((flags & ~VIRTIO_BLK_WZ_F_UNMAP) || (discard && flags))
         return VIRTIO_BLK_S_UNSUPP;
@@ -480,8 +456,8 @@ static bool blk_parse_chain(struct blk_req *req, struct blk_chain *c)
         return false;
     uint8_t hdr[BLK_HDR_SIZE];
     iov_to_buf(e->iov, e->out_num, 0, hdr, sizeof(hdr));
-    c->type = get32(hdr);
-    c->sector = get64(hdr + 8);
+    c->type = get_le32(hdr);
+    c->sector = get_le64(hdr + 8);
     /* Segments are never empty (virtq_pop drops those), so the status is in the last one. */
     struct iovec *last = &e->iov[e->out_num + e->in_num - 1];
     req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
@@ -717,15 +693,15 @@ static void blk_build_config(struct virtio_blk *blk)
     uint8_t *c = blk->config;
     uint32_t bs = blk->disk.block_size;
     memset(c, 0, BLK_CONFIG_SIZE);
-    put64(c + 0, blk->disk.size >> BLK_SECTOR_SHIFT); /* capacity */
-    put32(c + 8, BLK_SIZE_MAX);
-    put32(c + 12, BLK_SEG_MAX);
-    put32(c + 20, bs); /* blk_size */
-    put32(c + 36, BLK_DWZ_MAX_SECTORS);
-    put32(c + 40, 1);                                           /* max_discard_seg */
-    put32(c + 44, (bs > 4096 ? bs : 4096) >> BLK_SECTOR_SHIFT); /* discard alignment */
-    put32(c + 48, BLK_DWZ_MAX_SECTORS);
-    put32(c + 52, 1); /* max_write_zeroes_seg */
+    put_le64(c + 0, blk->disk.size >> BLK_SECTOR_SHIFT); /* capacity */
+    put_le32(c + 8, BLK_SIZE_MAX);
+    put_le32(c + 12, BLK_SEG_MAX);
+    put_le32(c + 20, bs); /* blk_size */
+    put_le32(c + 36, BLK_DWZ_MAX_SECTORS);
+    put_le32(c + 40, 1);                                           /* max_discard_seg */
+    put_le32(c + 44, (bs > 4096 ? bs : 4096) >> BLK_SECTOR_SHIFT); /* discard alignment */
+    put_le32(c + 48, BLK_DWZ_MAX_SECTORS);
+    put_le32(c + 52, 1); /* max_write_zeroes_seg */
     c[56] = 1;        /* write_zeroes_may_unmap: a punched hole reads as zeroes */
 }
 

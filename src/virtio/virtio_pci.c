@@ -20,6 +20,7 @@
 #include "snapshot/state_file.h"
 #include "util.h"
 #include "vmm/event_loop.h"
+#include "le.h"
 
 #define VIRTIO_PCI_VENDOR 0x1af4
 #define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + device type: modern, non-transitional */
@@ -264,67 +265,31 @@ static void virtio_enable_queue(struct virtio_device *vdev, unsigned q)
 
 /* ---- common configuration (§4.1.4.3) ---- */
 
-static void put16(uint8_t *p, uint16_t v)
-{
-    memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 static void common_image(const struct virtio_device *vdev, uint8_t *img)
 {
     const struct virtio_pci_state *s = &vdev->state;
     memset(img, 0, BAR_COMMON_SIZE);
-    put32(img + 0, s->device_feature_select);
+    put_le32(img + 0, s->device_feature_select);
     if (s->device_feature_select < 2)
-        put32(img + 4, (uint32_t)(offered_features(vdev) >> (32 * s->device_feature_select)));
-    put32(img + 8, s->driver_feature_select);
+        put_le32(img + 4, (uint32_t)(offered_features(vdev) >> (32 * s->device_feature_select)));
+    put_le32(img + 8, s->driver_feature_select);
     if (s->driver_feature_select < 2)
-        put32(img + 12, (uint32_t)(s->driver_features >> (32 * s->driver_feature_select)));
-    put16(img + 16, s->config_msix_vector);
-    put16(img + 18, (uint16_t)vdev->ops->num_queues);
+        put_le32(img + 12, (uint32_t)(s->driver_features >> (32 * s->driver_feature_select)));
+    put_le16(img + 16, s->config_msix_vector);
+    put_le16(img + 18, (uint16_t)vdev->ops->num_queues);
     img[20] = s->status;
     img[21] = s->config_generation;
-    put16(img + 22, s->queue_select);
+    put_le16(img + 22, s->queue_select);
     unsigned q = s->queue_select;
     if (q < vdev->ops->num_queues) {
         const struct virtq_state *vq = &vdev->queues[q].state;
-        put16(img + 24, vq->size);
-        put16(img + 26, s->queue_msix_vector[q]);
-        put16(img + 28, s->queue_enable[q]);
-        put16(img + 30, (uint16_t)q); /* queue_notify_off */
-        put64(img + 32, vq->desc_addr);
-        put64(img + 40, vq->avail_addr);
-        put64(img + 48, vq->used_addr);
+        put_le16(img + 24, vq->size);
+        put_le16(img + 26, s->queue_msix_vector[q]);
+        put_le16(img + 28, s->queue_enable[q]);
+        put_le16(img + 30, (uint16_t)q); /* queue_notify_off */
+        put_le64(img + 32, vq->desc_addr);
+        put_le64(img + 40, vq->avail_addr);
+        put_le64(img + 48, vq->used_addr);
     }
 }
 
@@ -346,22 +311,22 @@ static void common_write_queue(struct virtio_device *vdev, const uint8_t *img, u
         return;
     struct virtq_state *vq = &vdev->queues[q].state;
     if (touches(off, len, 26, 2))
-        vdev->state.queue_msix_vector[q] = valid_vector(vdev, get16(img + 26));
+        vdev->state.queue_msix_vector[q] = valid_vector(vdev, get_le16(img + 26));
     if (!vdev->state.queue_enable[q]) {
         /* Ring layout is frozen once the queue is enabled (§4.1.4.3.2). */
         if (touches(off, len, 24, 2)) {
-            uint16_t size = get16(img + 24);
+            uint16_t size = get_le16(img + 24);
             if (size && size <= vdev->ops->queue_size && !(size & (size - 1)))
                 vq->size = size;
         }
         if (touches(off, len, 32, 8))
-            vq->desc_addr = get64(img + 32);
+            vq->desc_addr = get_le64(img + 32);
         if (touches(off, len, 40, 8))
-            vq->avail_addr = get64(img + 40);
+            vq->avail_addr = get_le64(img + 40);
         if (touches(off, len, 48, 8))
-            vq->used_addr = get64(img + 48);
+            vq->used_addr = get_le64(img + 48);
     }
-    if (touches(off, len, 28, 2) && get16(img + 28) == 1)
+    if (touches(off, len, 28, 2) && get_le16(img + 28) == 1)
         virtio_enable_queue(vdev, q);
 }
 
@@ -373,19 +338,19 @@ static void common_write(struct virtio_device *vdev, uint64_t off, const uint8_t
     memcpy(img + off, data, len);
     struct virtio_pci_state *s = &vdev->state;
     if (touches(off, len, 0, 4))
-        s->device_feature_select = get32(img + 0);
+        s->device_feature_select = get_le32(img + 0);
     if (touches(off, len, 8, 4))
-        s->driver_feature_select = get32(img + 8);
+        s->driver_feature_select = get_le32(img + 8);
     if (touches(off, len, 12, 4) && s->driver_feature_select < 2 &&
         !(s->status & VIRTIO_STATUS_FEATURES_OK)) {
         unsigned shift = 32 * s->driver_feature_select;
         s->driver_features =
-            (s->driver_features & ~(0xffffffffULL << shift)) | (uint64_t)get32(img + 12) << shift;
+            (s->driver_features & ~(0xffffffffULL << shift)) | (uint64_t)get_le32(img + 12) << shift;
     }
     if (touches(off, len, 16, 2))
-        s->config_msix_vector = valid_vector(vdev, get16(img + 16));
+        s->config_msix_vector = valid_vector(vdev, get_le16(img + 16));
     if (touches(off, len, 22, 2))
-        s->queue_select = get16(img + 22);
+        s->queue_select = get_le16(img + 22);
     common_write_queue(vdev, img, off, len);
     if (touches(off, len, 20, 1))
         virtio_write_status(vdev, img[20]);
@@ -459,7 +424,7 @@ static void virtio_pci_cfg_window(struct virtio_device *vdev, uint8_t *data, uns
 {
     /* VIRTIO_PCI_CAP_PCI_CFG: config-space window onto the BAR (§4.1.4.9). */
     const uint8_t *cap = vdev->pci.config + CAP_PCI_CFG;
-    uint32_t off = get32(cap + 8), alen = get32(cap + 12);
+    uint32_t off = get_le32(cap + 8), alen = get_le32(cap + 12);
     if (cap[4] != 0 || (alen != 1 && alen != 2 && alen != 4) || len < alen)
         return;
     pthread_mutex_lock(&vdev->lock);
@@ -510,10 +475,10 @@ static void add_vendor_cap(struct pci_device *pci, uint8_t at, uint8_t type, uin
                            uint32_t length, unsigned cap_len)
 {
     uint8_t cap[20] = {0x09, 0, (uint8_t)cap_len, type, 0 /* bar */};
-    put32(cap + 8, offset);
-    put32(cap + 12, length);
+    put_le32(cap + 8, offset);
+    put_le32(cap + 12, length);
     if (type == CFG_TYPE_NOTIFY)
-        put32(cap + 16, NOTIFY_MULTIPLIER);
+        put_le32(cap + 16, NOTIFY_MULTIPLIER);
     pci_device_add_capability(pci, at, cap, cap_len);
 }
 

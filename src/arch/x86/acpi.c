@@ -7,6 +7,7 @@
 #include "hw/pci.h"
 #include "hw/pm.h"
 #include "util.h"
+#include "le.h"
 
 /*
  * Every table is written field by field at the offsets the spec gives, in little endian,
@@ -114,24 +115,6 @@
 #define RTC_PORT 0x70
 #define RTC_PORT_LEN 2
 #define RTC_IRQ 8
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    put_le16(p, (uint16_t)v);
-    put_le16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    put_le32(p, (uint32_t)v);
-    put_le32(p + 4, (uint32_t)(v >> 32));
-}
 
 /* The byte that makes `p[0..len)` sum to zero once stored in a byte that was 0. */
 static uint8_t acpi_checksum(const uint8_t *p, size_t len)

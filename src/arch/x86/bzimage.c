@@ -8,65 +8,33 @@
 #include "arch/x86/layout.h"
 #include "mem/guest_mem.h"
 #include "util.h"
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, (uint16_t)v);
-    put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
+#include "le.h"
 
 int bzimage_parse(const uint8_t *img, size_t size, struct bzimage_info *info,
                   struct boot_error *err)
 {
     memset(info, 0, sizeof(*info));
-    if (size < BP_CMDLINE_SIZE + 4 || get32(img + BP_HEADER) != BZ_HDRS_MAGIC) {
+    if (size < BP_CMDLINE_SIZE + 4 || get_le32(img + BP_HEADER) != BZ_HDRS_MAGIC) {
         boot_error_set(err, "not a Linux bzImage (no 'HdrS' boot header)");
         return -ENOEXEC;
     }
-    if (get16(img + BP_BOOT_FLAG) != BZ_BOOT_FLAG) {
-        boot_error_set(err, "bad bzImage boot flag 0x%04x", get16(img + BP_BOOT_FLAG));
+    if (get_le16(img + BP_BOOT_FLAG) != BZ_BOOT_FLAG) {
+        boot_error_set(err, "bad bzImage boot flag 0x%04x", get_le16(img + BP_BOOT_FLAG));
         return -ENOEXEC;
     }
-    info->version = get16(img + BP_VERSION);
+    info->version = get_le16(img + BP_VERSION);
     if (info->version < BZ_MIN_VERSION) {
         boot_error_set(err, "boot protocol %u.%02u is too old (kiln needs 2.12 or later)",
                        info->version >> 8, info->version & 0xff);
         return -ENOEXEC;
     }
-    if (!(img[BP_LOADFLAGS] & BZ_LOADED_HIGH) || !(get16(img + BP_XLOADFLAGS) & BZ_XLF_KERNEL_64)) {
+    if (!(img[BP_LOADFLAGS] & BZ_LOADED_HIGH) || !(get_le16(img + BP_XLOADFLAGS) & BZ_XLF_KERNEL_64)) {
         boot_error_set(err, "kernel has no 64-bit entry point (not an x86-64 bzImage)");
         return -ENOEXEC;
     }
     unsigned setup_sects = img[BP_SETUP_SECTS] ? img[BP_SETUP_SECTS] : 4;
     info->setup_size = (size_t)(setup_sects + 1) * 512;
-    uint64_t sys_bytes = (uint64_t)get32(img + BP_SYSSIZE) * 16;
+    uint64_t sys_bytes = (uint64_t)get_le32(img + BP_SYSSIZE) * 16;
     if (info->setup_size >= size || sys_bytes == 0 || sys_bytes > size - info->setup_size) {
         boot_error_set(err, "truncated bzImage: the header describes %llu bytes, the file has %zu",
                        (unsigned long long)(info->setup_size + sys_bytes), size);
@@ -78,10 +46,10 @@ int bzimage_parse(const uint8_t *img, size_t size, struct bzimage_info *info,
         info->header_end = info->setup_size;
     if (info->header_end > BP_E820_TABLE)
         info->header_end = BP_E820_TABLE;
-    info->init_size = get32(img + BP_INIT_SIZE);
-    info->pref_address = get64(img + BP_PREF_ADDRESS);
-    info->initrd_addr_max = get32(img + BP_INITRD_ADDR_MAX);
-    info->cmdline_size = get32(img + BP_CMDLINE_SIZE);
+    info->init_size = get_le32(img + BP_INIT_SIZE);
+    info->pref_address = get_le64(img + BP_PREF_ADDRESS);
+    info->initrd_addr_max = get_le32(img + BP_INITRD_ADDR_MAX);
+    info->cmdline_size = get_le32(img + BP_CMDLINE_SIZE);
     if (info->init_size < info->kernel_size) {
         boot_error_set(err, "bad bzImage header: init_size %u is smaller than the kernel",
                        info->init_size);
@@ -96,9 +64,9 @@ static void zero_page_set_e820(const struct guest_mem *mem, uint8_t *zp)
     unsigned n = e820_build(mem, map, E820_MAX_ENTRIES);
     for (unsigned i = 0; i < n; i++) {
         uint8_t *e = zp + BP_E820_TABLE + i * 20;
-        put64(e, map[i].addr);
-        put64(e + 8, map[i].size);
-        put32(e + 16, map[i].type);
+        put_le64(e, map[i].addr);
+        put_le64(e + 8, map[i].size);
+        put_le32(e + 16, map[i].type);
     }
     zp[BP_E820_ENTRIES] = (uint8_t)n;
 }
@@ -132,17 +100,17 @@ int bzimage_load(const struct guest_mem *mem, const struct boot_images *img,
         return -EFAULT;
     memset(zp, 0, BP_SIZE);
     memcpy(zp + BP_SETUP_SECTS, img->kernel + BP_SETUP_SECTS, info.header_end - BP_SETUP_SECTS);
-    put16(zp + BP_VID_MODE, 0xffff); /* "normal" text mode: no video mode change */
+    put_le16(zp + BP_VID_MODE, 0xffff); /* "normal" text mode: no video mode change */
     zp[BP_TYPE_OF_LOADER] = 0xff;    /* boot loader without an assigned ID */
     zp[BP_LOADFLAGS] |= BZ_LOADED_HIGH;
-    put64(zp + BP_ACPI_RSDP_ADDR, img->rsdp_addr);
+    put_le64(zp + BP_ACPI_RSDP_ADDR, img->rsdp_addr);
     zero_page_set_e820(mem, zp);
 
     uint64_t cmdline_max = info.cmdline_size ? info.cmdline_size : 255;
     ret = boot_write_cmdline(mem, img->cmdline, cmdline_max, err);
     if (ret < 0)
         return ret;
-    put32(zp + BP_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
+    put_le32(zp + BP_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
 
     if (img->initrd) {
         uint64_t addr;
@@ -150,8 +118,8 @@ int bzimage_load(const struct guest_mem *mem, const struct boot_images *img,
         ret = boot_place_initrd(mem, img, kernel_end, highest, &addr, err);
         if (ret < 0)
             return ret;
-        put32(zp + BP_RAMDISK_IMAGE, (uint32_t)addr);
-        put32(zp + BP_RAMDISK_SIZE, (uint32_t)img->initrd_size);
+        put_le32(zp + BP_RAMDISK_IMAGE, (uint32_t)addr);
+        put_le32(zp + BP_RAMDISK_SIZE, (uint32_t)img->initrd_size);
     }
 
     /* 64-bit boot protocol: enter at load address + 0x200 with RSI = boot_params. */
@@ -170,10 +138,10 @@ int bzimage_write_minimal_zero_page(const struct guest_mem *mem, const struct bo
     if (!zp)
         return -EFAULT;
     memset(zp, 0, BP_SIZE);
-    put32(zp + BP_HEADER, BZ_HDRS_MAGIC);
-    put16(zp + BP_VERSION, BZ_MIN_VERSION);
-    put32(zp + BP_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
-    put64(zp + BP_ACPI_RSDP_ADDR, img->rsdp_addr);
+    put_le32(zp + BP_HEADER, BZ_HDRS_MAGIC);
+    put_le16(zp + BP_VERSION, BZ_MIN_VERSION);
+    put_le32(zp + BP_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
+    put_le64(zp + BP_ACPI_RSDP_ADDR, img->rsdp_addr);
     zero_page_set_e820(mem, zp);
     return 0;
 }
