@@ -19,18 +19,15 @@ static const char kill_usage[] =
 
 int vm_kill_locked(struct vm_ref *ref)
 {
-    struct vm_runtime rt;
     struct vm_process p;
-    if (vm_runtime_probe(ref->dir, &rt, true) != 1 || vm_process_open(&rt, &p) < 0) {
-        vm_runtime_clean(ref->dir);
-        log_error("VM '%s' is not running", ref->name);
-        return KILN_EXIT_VM_STATE;
-    }
+    int rc = vm_ref_open_process(ref, &p);
+    if (rc != KILN_EXIT_OK)
+        return rc;
     vm_process_signal(&p, SIGKILL);
     bool gone = vm_process_wait(&p, 10000);
     vm_process_close(&p);
     if (!gone) {
-        log_error("VM '%s': process %d survived SIGKILL for 10 s", ref->name, (int)rt.pid);
+        log_error("VM '%s': process %d survived SIGKILL for 10 s", ref->name, (int)p.pid);
         return KILN_EXIT_VM_FAILED;
     }
     vm_runtime_clean(ref->dir);

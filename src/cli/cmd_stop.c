@@ -67,13 +67,10 @@ static int force_stop(const struct vm_process *p)
 
 static int stop_vm(struct vm_ref *ref, int timeout_s)
 {
-    struct vm_runtime rt;
     struct vm_process p;
-    if (vm_runtime_probe(ref->dir, &rt, true) != 1 || vm_process_open(&rt, &p) < 0) {
-        vm_runtime_clean(ref->dir);
-        log_error("VM '%s' is not running", ref->name);
-        return KILN_EXIT_VM_STATE;
-    }
+    int rc = vm_ref_open_process(ref, &p);
+    if (rc != KILN_EXIT_OK)
+        return rc;
     bool asked = timeout_s > 0 && press_power_button(ref) == 0;
     if (asked && vm_process_wait(&p, timeout_s * 1000)) {
         printf("VM '%s' shut down gracefully\n", ref->name);

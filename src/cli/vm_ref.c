@@ -9,6 +9,7 @@
 
 #include "cli/api_client.h"
 #include "cli/exit_codes.h"
+#include "cli/vm_process.h"
 #include "util.h"
 
 /* getenv, with the signature state_dir_resolve() takes. */
@@ -107,6 +108,17 @@ int vm_ref_open_operand(int argc, char **argv, const char *usage, struct vm_ref 
     }
     int rc = vm_ref_open(argv[optind], true, ref);
     return rc == KILN_EXIT_OK ? vm_ref_lock(ref) : rc;
+}
+
+int vm_ref_open_process(const struct vm_ref *ref, struct vm_process *p)
+{
+    struct vm_runtime rt;
+    if (vm_runtime_probe(ref->dir, &rt, true) != 1 || vm_process_open(&rt, p) < 0) {
+        vm_runtime_clean(ref->dir);
+        log_error("VM '%s' is not running", ref->name);
+        return KILN_EXIT_VM_STATE;
+    }
+    return KILN_EXIT_OK;
 }
 
 void vm_ref_close(struct vm_ref *ref)

@@ -47,6 +47,13 @@ int vm_ref_lock(struct vm_ref *ref);
 int vm_ref_open_operand(int argc, char **argv, const char *usage, struct vm_ref *ref);
 void vm_ref_close(struct vm_ref *ref);
 
+/*
+ * The process of a locked VM, opened for signals and waits. When it does not run, its stale
+ * runtime files are removed, the error is printed and KILN_EXIT_VM_STATE returned.
+ */
+struct vm_process;
+int vm_ref_open_process(const struct vm_ref *ref, struct vm_process *p);
+
 /* DIR/FILE of this VM. */
 int vm_ref_path(const struct vm_ref *ref, const char *file, char *buf, size_t len);
 
