@@ -37,33 +37,36 @@ static int guest_mem_layout(struct guest_mem *mem, void *p, uint64_t ram_size,
     return ret;
 }
 
-int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_start,
-                    uint64_t high_start)
+/* Maps guest RAM: anonymous (fd < 0) or a private, copy-on-write view of a file. */
+static int guest_mem_map(struct guest_mem *mem, int fd, uint64_t ram_size, uint64_t hole_start,
+                         uint64_t high_start)
 {
     memset(mem, 0, sizeof(*mem));
     if (ram_size == 0 || hole_start > high_start)
         return -EINVAL;
     if (ram_size > SIZE_MAX)
         return -ENOMEM;
-    void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    int flags = MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0);
+    void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (p == MAP_FAILED)
         return -errno;
     return guest_mem_layout(mem, p, ram_size, hole_start, high_start);
 }
 
+int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_start,
+                    uint64_t high_start)
+{
+    return guest_mem_map(mem, -1, ram_size, hole_start, high_start);
+}
+
 int guest_mem_map_file(struct guest_mem *mem, int fd, uint64_t ram_size, uint64_t hole_start,
                        uint64_t high_start)
 {
-    memset(mem, 0, sizeof(*mem));
-    if (ram_size == 0 || hole_start > high_start)
-        return -EINVAL;
-    if (ram_size > SIZE_MAX)
-        return -ENOMEM;
-    void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
-    if (p == MAP_FAILED)
-        return -errno;
-    return guest_mem_layout(mem, p, ram_size, hole_start, high_start);
+    if (fd < 0) {
+        memset(mem, 0, sizeof(*mem));
+        return -EBADF; /* not an anonymous mapping by mistake */
+    }
+    return guest_mem_map(mem, fd, ram_size, hole_start, high_start);
 }
 
 void guest_mem_free(struct guest_mem *mem)
