@@ -110,7 +110,9 @@ static void vcpu_handle_exit(struct vcpu *vcpu)
         break;
     case KVM_EXIT_SHUTDOWN:
         /* A triple fault: real hardware resets, and so does kiln. */
-        log_warn("vCPU %u: guest triple-faulted (a reset, as on real hardware)", vcpu->index);
+        log_warn("vCPU %u: guest triple-faulted (a reset, as on real hardware); its state:",
+                 vcpu->index);
+        vcpu_dump_state(vcpu); /* the only clue to why, once the reset has run */
         vm_request_stop(vcpu->vm, VM_STOP_RESET);
         break;
     case KVM_EXIT_SYSTEM_EVENT:
@@ -246,6 +248,8 @@ void vcpu_dump_state(struct vcpu *vcpu)
     log_error("  rsi %016llx rdi %016llx rbp %016llx", r.rsi, r.rdi, r.rbp);
     log_error("  cr0 %016llx cr2 %016llx cr3 %016llx cr4 %016llx efer %llx", s.cr0, s.cr2, s.cr3,
               s.cr4, s.efer);
-    log_error("  cs %04x (base %llx, l=%u db=%u) ss %04x", s.cs.selector, s.cs.base, s.cs.l,
-              s.cs.db, s.ss.selector);
+    log_error("  cs %04x (base %llx, l=%u db=%u) ss %04x gs.base %llx", s.cs.selector,
+              s.cs.base, s.cs.l, s.cs.db, s.ss.selector, s.gs.base);
+    log_error("  idt %llx/%x gdt %llx/%x tr %04x (base %llx)", s.idt.base, s.idt.limit,
+              s.gdt.base, s.gdt.limit, s.tr.selector, s.tr.base);
 }

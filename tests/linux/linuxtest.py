@@ -22,7 +22,7 @@ GUEST_APPEND = os.environ.get("KILN_GUEST_APPEND", "console=ttyS0 quiet")
 TYPE_CHUNK = int(os.environ.get("KILN_TYPE_CHUNK", "8"))
 TYPE_DELAY = float(os.environ.get("KILN_TYPE_DELAY", "0.02"))
 # How often a test file runs again when the stock-KVM host itself died under it.
-HOST_RETRIES = int(os.environ.get("KILN_HOST_RETRIES", "1"))
+HOST_RETRIES = int(os.environ.get("KILN_HOST_RETRIES", "2"))
 # The guest is ready ~5-8 s after the VMM starts; allow for a slow machine.
 BOOT_TIMEOUT = float(os.environ.get("KILN_BOOT_TIMEOUT", "120"))
 

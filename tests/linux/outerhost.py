@@ -124,6 +124,12 @@ class HostDied(HostError):
         DEATHS.append(message)
 
 
+class GuestReset(HostError):
+    """kiln reported that the inner guest triple-faulted."""
+
+
+TRIPLE_FAULT = re.compile(r"kiln: warning: vCPU \d+: guest triple-faulted")
+
 # Every HostDied of this process, caught or not (linuxtest.run() retries on them).
 DEATHS = []
 
@@ -310,6 +316,7 @@ class OuterHost:
             if m:
                 self.pos = m.end()
                 return m
+            self._check_guest_reset(rx)
             g = gone.search(self.buf, self.pos) if gone else None
             if g:
                 tail = unix_lines(self.buf[max(self.pos, g.start() - 600):g.start()]).strip()
@@ -326,6 +333,18 @@ class OuterHost:
                 self.note(f"QEMU exited while waiting for {rx.pattern!r}")
                 raise HostDied(f"QEMU exited while waiting for {rx.pattern!r}: "
                                f"{self.died_reason()}")
+
+    def _check_guest_reset(self, rx):
+        """kiln reports a guest triple fault with the vCPU's registers; whatever
+        we wait for is then not coming (the guest is rebooting or gone): fail at
+        once with kiln's report, instead of at the timeout."""
+        t = TRIPLE_FAULT.search(self.buf, self.pos)
+        if not t:
+            return
+        report = unix_lines(self.buf[t.start():t.start() + 800]).strip()
+        self.pos = t.end()
+        self.note(f"the guest triple-faulted while waiting for {rx.pattern!r}")
+        raise GuestReset(f"the guest triple-faulted while waiting for {rx.pattern!r}: {report!r}")
 
     def _marker(self, kind):
         self.seq += 1
