@@ -333,7 +333,8 @@ static int control_signals(void)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
-    /* Blocked before the server thread exists, so that it inherits the mask. */
+    /* Blocked on the main thread, which reads them from the signalfd (the API thread
+     * blocks every signal anyway). */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -365,7 +366,8 @@ int run_controlled(struct vm_config *cli)
         api_set_state(&ctl->api, API_VM_RUNNING);
         ctl->booting = true;
     }
-    if (cli->api_sock && api_server_start(&ctl->server, &ctl->api, cli->api_sock) < 0) {
+    if (cli->api_sock &&
+        api_server_start(&ctl->server, &ctl->api, cli->api_sock, cli->seccomp) < 0) {
         status = KILN_EXIT_DEVICE;
         goto out_api;
     }
