@@ -52,6 +52,8 @@ struct api_server {
     sem_t ready;  /* the thread has confined itself (or failed to): confine_result */
     int confine_result;
     bool triggered; /* KILN_SECCOMP_TRIGGER=api was tried (test builds) */
+    bool thread_started;
+    bool keep_file; /* the socket file is out of reach (jailed): someone else removes it */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -127,7 +129,7 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         return send_reply(&server->mhd, conn, 400,
                           "{\"fault_message\":\"request body is larger than the limit of 51200 "
                           "bytes\"}");
-    if (!server->triggered) {
+    if (!server->triggered && server->thread_started) {
         server->triggered = true;
         if (server->confine)
             seccomp_test_trigger(SECCOMP_THREAD_API); /* the request runs under the filter */
@@ -216,10 +218,8 @@ static void *api_server_thread(void *opaque)
     if (confined < 0)
         return NULL;
     for (;;) {
-        MHD_UNSIGNED_LONG_LONG ms;
-        int timeout = -1; /* connection timeouts, or work MHD left for the next round */
-        if (server->mhd.get_timeout(server->daemon, &ms) == MHD_YES)
-            timeout = ms > INT_MAX ? INT_MAX : (int)ms;
+        /* connection timeouts, or work MHD left for the next round */
+        int timeout = api_server_timeout_ms(server);
         struct pollfd fds[2] = {{server->epoll_fd, POLLIN, 0}, {server->stop_fd, POLLIN, 0}};
         if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
             log_error("API socket '%s': poll: %s; no longer serving", server->path,
@@ -233,19 +233,22 @@ static void *api_server_thread(void *opaque)
     return NULL;
 }
 
-/* Starts the server thread with every signal blocked: they are the main thread's. */
-static int api_server_spawn(struct api_server *server)
+int api_server_spawn(struct api_server *server)
 {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
+    server->thread_started = true; /* before the thread reads it */
     int ret = -pthread_create(&server->thread, NULL, api_server_thread, server);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (ret < 0)
+    if (ret < 0) {
+        server->thread_started = false;
         return ret;
+    }
     sem_wait(&server->ready);
     if (server->confine_result < 0) {
         pthread_join(server->thread, NULL);
+        server->thread_started = false;
         log_error("API socket '%s': installing the API thread's seccomp filter: %s",
                   server->path, strerror(-server->confine_result));
         return server->confine_result;
@@ -253,7 +256,7 @@ static int api_server_spawn(struct api_server *server)
     return 0;
 }
 
-int api_server_start(struct api_server **out, struct api *api, const char *path, bool confine)
+int api_server_open(struct api_server **out, struct api *api, const char *path, bool confine)
 {
     struct api_server *server = calloc(1, sizeof(*server));
     if (!server)
@@ -300,12 +303,10 @@ int api_server_start(struct api_server **out, struct api *api, const char *path,
     server->epoll_fd = info->epoll_fd;
     sem_init(&server->ready, 0, 0);
     server->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    ret = server->stop_fd < 0 ? -errno : api_server_spawn(server);
-    if (ret < 0) {
+    if (server->stop_fd < 0) {
+        ret = -errno;
         server->mhd.stop_daemon(server->daemon);
         unlink(path);
-        if (server->stop_fd >= 0)
-            close(server->stop_fd);
         sem_destroy(&server->ready);
         free(server);
         return ret;
@@ -314,17 +315,53 @@ int api_server_start(struct api_server **out, struct api *api, const char *path,
     return 0;
 }
 
+int api_server_start(struct api_server **out, struct api *api, const char *path, bool confine)
+{
+    int ret = api_server_open(out, api, path, confine);
+    if (ret == 0 && (ret = api_server_spawn(*out)) < 0) {
+        api_server_stop(*out);
+        *out = NULL;
+    }
+    return ret;
+}
+
+int api_server_poll_fd(const struct api_server *server)
+{
+    return server->epoll_fd;
+}
+
+int api_server_timeout_ms(const struct api_server *server)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (server->mhd.get_timeout(server->daemon, &ms) != MHD_YES)
+        return -1;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+void api_server_run_once(struct api_server *server)
+{
+    server->mhd.run(server->daemon);
+}
+
+void api_server_keep_file(struct api_server *server)
+{
+    server->keep_file = true;
+}
+
 void api_server_stop(struct api_server *server)
 {
     if (!server)
         return;
-    uint64_t one = 1;
-    if (write(server->stop_fd, &one, sizeof(one)) < 0) {
-        /* cannot fail: one increment of a fresh counter */
+    if (server->thread_started) {
+        uint64_t one = 1;
+        if (write(server->stop_fd, &one, sizeof(one)) < 0) {
+            /* cannot fail: one increment of a fresh counter */
+        }
+        pthread_join(server->thread, NULL);
     }
-    pthread_join(server->thread, NULL);
     server->mhd.stop_daemon(server->daemon); /* closes the listening socket too */
-    unlink(server->path);
+    if (!server->keep_file)
+        unlink(server->path);
     close(server->stop_fd);
     sem_destroy(&server->ready);
     free(server);
