@@ -300,6 +300,43 @@ def t_api(a, c, tmp):
             f"rc {rc}: {err}")
 
 
+def t_control_plane(a, c, tmp):
+    """kiln create --jail: `kiln start` runs the VM jailed (through --api-sock), and the
+    lifecycle commands reach it; limits that a definition cannot store are refused."""
+    jail_dir = os.path.join(tmp, "jail-cp")
+    os.mkdir(jail_dir)
+    env = dict(jail_env(), KILN_STATE_DIR=os.path.join(tmp, "state"))
+
+    def cli(*args):
+        p = subprocess.run([a.kiln] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                           env=env, timeout=60)
+        return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+
+    rc, out = cli("create", "jv", "--kernel", a.echo, "--kernel-format", "raw", "-m", "64M",
+                  "--jail", jail_dir)
+    c.check(rc == 0, "kiln create --jail", out)
+    rc, out = cli("start", "jv")
+    c.check(rc == 0, "kiln start of a jailed definition", out)
+    pid = None
+    try:
+        with open(os.path.join(env["KILN_STATE_DIR"], "jv", "runtime.json")) as f:
+            pid = vm_pid(json.load(f)["pid"])
+    except (OSError, ValueError, KeyError):
+        pass
+    if c.check(pid is not None, "the supervisor has one child, the VM process"):
+        st = status_fields(pid)
+        c.check(st["Uid"] == [str(JAIL_ID)] * 4 and st["NoNewPrivs"] == ["1"],
+                "the started VM runs jailed", f"{st['Uid']}")
+    rc1, out1 = cli("pause", "jv")
+    rc2, out2 = cli("resume", "jv")
+    c.check((rc1, rc2) == (0, 0), "kiln pause and resume reach the jailed VM", out1 + out2)
+    rc, out = cli("kill", "jv")
+    c.check(rc == 0, "kiln kill ends it", out)
+    rc, out = cli("create", "jw", "--kernel", a.echo, "--jail", jail_dir, "--jail-cgroup",
+                  "pids.max=64")
+    c.check(rc == USAGE and "not stored" in out, "create --jail-cgroup is refused (exit 2)", out)
+
+
 def t_netns(a, c, tmp):
     name = f"kiln-jail-{os.getpid()}"
     if subprocess.run(["ip", "netns", "add", name]).returncode != 0:
@@ -453,6 +490,7 @@ def main():
     try:
         t_confined(a, c, tmp)
         t_api(a, c, tmp)
+        t_control_plane(a, c, tmp)
         if shutil.which("ip"):
             t_netns(a, c, tmp)
         t_reboot(a, c, tmp)
