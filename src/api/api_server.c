@@ -249,8 +249,8 @@ int api_server_spawn(struct api_server *server)
     if (server->confine_result < 0) {
         pthread_join(server->thread, NULL);
         server->thread_started = false;
-        log_error("API socket '%s': installing the API thread's seccomp filter: %s",
-                  server->path, strerror(-server->confine_result));
+        log_error("API socket '%s': installing the API thread's seccomp filter: %s", server->path,
+                  strerror(-server->confine_result));
         return server->confine_result;
     }
     return 0;

@@ -245,8 +245,8 @@ int run_prepare(struct vm_config *cfg, const struct jail *jail, struct run_prepa
     if (load_file("kernel", cfg->kernel_path, MAX_KERNEL_SIZE, &p->kernel, &p->img.kernel_size) < 0)
         goto fail;
     p->img.kernel = p->kernel;
-    if (cfg->initrd_path && load_file("initrd", cfg->initrd_path, MAX_INITRD_SIZE, &p->initrd,
-                                      &p->img.initrd_size) < 0)
+    if (cfg->initrd_path &&
+        load_file("initrd", cfg->initrd_path, MAX_INITRD_SIZE, &p->initrd, &p->img.initrd_size) < 0)
         goto fail;
     p->img.initrd = p->initrd;
     if (validate_kernel(cfg, &p->img) < 0)
@@ -275,8 +275,7 @@ void run_prepared_discard(struct run_prepared *p)
     run_prepared_free(p);
 }
 
-static int run_loaded(struct vm_config *cfg, const struct run_hooks *hooks,
-                      const struct jail *jail)
+static int run_loaded(struct vm_config *cfg, const struct run_hooks *hooks, const struct jail *jail)
 {
     struct run_prepared p;
     int status = run_prepare(cfg, jail, &p);
@@ -331,7 +330,6 @@ static int run_jailed(struct vm_config *cfg)
         return KILN_EXIT_USAGE;
     return run_loaded(cfg, NULL, &jail);
 }
-
 
 int cmd_run(int argc, char **argv)
 {

@@ -54,8 +54,8 @@ struct control {
         struct vm_config cfg;
         char cmdline[VM_SPEC_CMDLINE_MAX];
         struct run_prepared prepared;
-        bool ready;      /* built and jailed: run it */
-        int fatal;       /* entering the jail failed half-way: exit with this status */
+        bool ready; /* built and jailed: run it */
+        int fatal;  /* entering the jail failed half-way: exit with this status */
     } *jailed;
 };
 

@@ -214,8 +214,8 @@ static void only_api_opens_files(void **state)
         struct child_result r;
         run_child(open_refused, &k, &r);
         if (r.status != 0)
-            fail_msg("kind %s opened a file (status %d): %s", seccomp_thread_kind_name(k),
-                     r.status, r.err);
+            fail_msg("kind %s opened a file (status %d): %s", seccomp_thread_kind_name(k), r.status,
+                     r.err);
     }
     (void)state;
 }
