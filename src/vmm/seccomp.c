@@ -465,11 +465,6 @@ bool seccomp_main_confined(void)
     return atomic_load(&main_confined);
 }
 
-bool seccomp_thread_filtered(void)
-{
-    return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 2;
-}
-
 static void count_call(bool *seen, unsigned *count, int nr)
 {
     if (nr >= 0 && nr < MAX_SYSCALL_NR && !seen[nr]) {

@@ -41,9 +41,6 @@ int seccomp_install(enum seccomp_thread_kind kind);
  * this to know it is time to install their own). */
 bool seccomp_main_confined(void);
 
-/* Whether the calling thread runs under any seccomp filter (inherited ones included). */
-bool seccomp_thread_filtered(void);
-
 /* How many system calls the filter for `kind` allows (for docs and tests). */
 unsigned seccomp_allowed_count(enum seccomp_thread_kind kind);
 
