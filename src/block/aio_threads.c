@@ -64,24 +64,35 @@ static struct aio_req *list_pop(struct aio_list *l)
 }
 
 /*
- * Workers exist before kiln installs its filters; the main thread's (TSYNC) reaches them
- * too, and the first request after that makes each worker add its own, narrower one.
+ * Workers normally start with the guest's first request, under the VMM filter they inherit
+ * from the main thread; one started before the main thread confined itself inherits
+ * nothing. Either way, the first request after the main thread's filter is on makes the
+ * worker add its own, narrower one (it must not wait for an inherited filter: there is no
+ * TSYNC to give it one).
  */
-static void threads_worker_confine(bool *confined)
+enum worker_confinement { WORKER_OPEN, WORKER_CONFINED, WORKER_BROKEN };
+
+/* Whether the worker may run a request: never unconfined once the rest of kiln is. */
+static bool threads_worker_confine(enum worker_confinement *state)
 {
-    if (*confined || !seccomp_thread_filtered())
-        return;
-    *confined = true;
-    int ret = seccomp_install(SECCOMP_THREAD_WORKER);
-    if (ret < 0)
-        log_error("disk worker: its seccomp filter: %s (the VMM's still applies)", strerror(-ret));
-    seccomp_test_trigger(SECCOMP_THREAD_WORKER);
+    if (*state == WORKER_OPEN && seccomp_main_confined()) {
+        int ret = seccomp_install(SECCOMP_THREAD_WORKER);
+        if (ret < 0) {
+            log_error("disk worker: installing its seccomp filter: %s; its requests fail",
+                      strerror(-ret));
+            *state = WORKER_BROKEN;
+        } else {
+            *state = WORKER_CONFINED;
+            seccomp_test_trigger(SECCOMP_THREAD_WORKER);
+        }
+    }
+    return *state != WORKER_BROKEN;
 }
 
 static void *threads_worker(void *opaque)
 {
     struct aio_threads *t = opaque;
-    bool confined = false;
+    enum worker_confinement confinement = WORKER_OPEN;
     pthread_mutex_lock(&t->lock);
     for (;;) {
         while (!t->stop && !t->queue.head)
@@ -90,8 +101,7 @@ static void *threads_worker(void *opaque)
         if (!req)
             break; /* stopping, and nothing left to do */
         pthread_mutex_unlock(&t->lock);
-        threads_worker_confine(&confined);
-        req->result = aio_run_sync(t->base.fd, req);
+        req->result = threads_worker_confine(&confinement) ? aio_run_sync(t->base.fd, req) : -EPERM;
         pthread_mutex_lock(&t->lock);
         list_append(&t->done, req);
         if (--t->busy == 0)

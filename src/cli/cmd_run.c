@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/sysinfo.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "arch/x86/boot.h"
@@ -147,8 +150,9 @@ static int add_devices(struct vm *vm, const struct jail *jail)
     return KILN_EXIT_OK;
 }
 
-int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks,
-           const struct jail *jail)
+/* Builds the VM and opens its devices (then enters the jail, if any). Returns the status. */
+static int run_build(struct vm_config *cfg, struct boot_images *img, const struct jail *jail,
+                     struct vm **out)
 {
     struct kvm kvm;
     if (kvm_open(&kvm, cfg->kvm_path) < 0)
@@ -175,64 +179,131 @@ int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hook
         status = ret == -ENOMEM    ? KILN_EXIT_RESOURCES
                  : ret == -EBADMSG ? KILN_EXIT_BAD_IMAGE
                                    : KILN_EXIT_VM_FAILED;
-    } else if ((status = add_devices(vm, jail)) != KILN_EXIT_OK) {
-        /* logged */
-    } else {
-        enum vm_stop_reason reason = VM_STOP_NONE;
-        if (hooks) {
-            vm->on_boot = hooks->booted;
-            vm->on_boot_opaque = hooks->opaque;
-        }
-        int status_fd = peak_rss_open();
-        ret = vm_run(vm, &reason);
-        if (hooks && hooks->finished)
-            hooks->finished(vm, hooks->opaque);
-        if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG || ret == -EBADMSG)
-            status = KILN_EXIT_BAD_IMAGE;
-        else if (ret < 0)
-            status = KILN_EXIT_VM_FAILED;
-        else
-            status = exit_for_stop(reason);
-        log_verbose("VM ran %.3f s, booted %u time(s); %llu unclaimed port and %llu MMIO "
-                    "accesses; peak RSS %llu KiB",
-                    (double)(monotonic_ns() - vm->start_ns) / 1e9, vm->boots,
-                    (unsigned long long)vm->unhandled_pio, (unsigned long long)vm->unhandled_mmio,
-                    (unsigned long long)peak_rss_kib(status_fd));
-        if (status_fd >= 0)
-            close(status_fd);
+    } else if ((status = add_devices(vm, jail)) == KILN_EXIT_OK) {
+        *out = vm;
+        return status;
     }
     vm_destroy(vm);
     free(vm);
     return status;
 }
 
-static int run_loaded(struct vm_config *cfg, const struct run_hooks *hooks,
-                      const struct jail *jail)
+/* Runs a built VM until it stops, then destroys it. Returns the exit status. */
+static int run_built(struct vm *vm, const struct run_hooks *hooks)
 {
+    enum vm_stop_reason reason = VM_STOP_NONE;
+    if (hooks) {
+        vm->on_boot = hooks->booted;
+        vm->on_boot_opaque = hooks->opaque;
+    }
+    int status_fd = peak_rss_open();
+    int ret = vm_run(vm, &reason);
+    if (hooks && hooks->finished)
+        hooks->finished(vm, hooks->opaque);
+    int status;
+    if (ret == -ENOEXEC || ret == -ENOMEM || ret == -E2BIG || ret == -EBADMSG)
+        status = KILN_EXIT_BAD_IMAGE;
+    else if (ret < 0)
+        status = KILN_EXIT_VM_FAILED;
+    else
+        status = exit_for_stop(reason);
+    log_verbose("VM ran %.3f s, booted %u time(s); %llu unclaimed port and %llu MMIO "
+                "accesses; peak RSS %llu KiB",
+                (double)(monotonic_ns() - vm->start_ns) / 1e9, vm->boots,
+                (unsigned long long)vm->unhandled_pio, (unsigned long long)vm->unhandled_mmio,
+                (unsigned long long)peak_rss_kib(status_fd));
+    if (status_fd >= 0)
+        close(status_fd);
+    vm_destroy(vm);
+    free(vm);
+    return status;
+}
+
+int run_vm(struct vm_config *cfg, struct boot_images *img, const struct run_hooks *hooks,
+           const struct jail *jail)
+{
+    struct vm *vm;
+    int status = run_build(cfg, img, jail, &vm);
+    return status == KILN_EXIT_OK ? run_built(vm, hooks) : status;
+}
+
+static void run_prepared_free(struct run_prepared *p)
+{
+    free(p->kernel);
+    free(p->initrd);
+    p->kernel = p->initrd = NULL;
+    p->vm = NULL;
+}
+
+int run_prepare(struct vm_config *cfg, const struct jail *jail, struct run_prepared *p)
+{
+    *p = (struct run_prepared){0};
     if (check_host_memory(cfg) < 0)
         return KILN_EXIT_RESOURCES;
-    struct boot_images img = {.format = cfg->kernel_format, .cmdline = cfg->cmdline};
-    uint8_t *kernel = NULL, *initrd = NULL;
+    p->img = (struct boot_images){.format = cfg->kernel_format, .cmdline = cfg->cmdline};
     int status = KILN_EXIT_BAD_IMAGE;
-    if (load_file("kernel", cfg->kernel_path, MAX_KERNEL_SIZE, &kernel, &img.kernel_size) < 0)
-        goto out;
-    img.kernel = kernel;
+    if (load_file("kernel", cfg->kernel_path, MAX_KERNEL_SIZE, &p->kernel, &p->img.kernel_size) < 0)
+        goto fail;
+    p->img.kernel = p->kernel;
     if (cfg->initrd_path &&
-        load_file("initrd", cfg->initrd_path, MAX_INITRD_SIZE, &initrd, &img.initrd_size) < 0)
-        goto out;
-    img.initrd = initrd;
-    if (validate_kernel(cfg, &img) < 0)
-        goto out;
-    status = run_vm(cfg, &img, hooks, jail);
-out:
-    free(kernel);
-    free(initrd);
+        load_file("initrd", cfg->initrd_path, MAX_INITRD_SIZE, &p->initrd, &p->img.initrd_size) < 0)
+        goto fail;
+    p->img.initrd = p->initrd;
+    if (validate_kernel(cfg, &p->img) < 0)
+        goto fail;
+    status = run_build(cfg, &p->img, jail, &p->vm);
+    if (status == KILN_EXIT_OK)
+        return status;
+fail:
+    run_prepared_free(p);
     return status;
+}
+
+int run_prepared(struct run_prepared *p, const struct run_hooks *hooks)
+{
+    int status = run_built(p->vm, hooks);
+    run_prepared_free(p);
+    return status;
+}
+
+void run_prepared_discard(struct run_prepared *p)
+{
+    if (p->vm) {
+        vm_destroy(p->vm);
+        free(p->vm);
+    }
+    run_prepared_free(p);
+}
+
+static int run_loaded(struct vm_config *cfg, const struct run_hooks *hooks, const struct jail *jail)
+{
+    struct run_prepared p;
+    int status = run_prepare(cfg, jail, &p);
+    return status == KILN_EXIT_OK ? run_prepared(&p, hooks) : status;
 }
 
 int run_configured(struct vm_config *cfg, const struct run_hooks *hooks)
 {
     return run_loaded(cfg, hooks, NULL);
+}
+
+/* The jailed VM process bound its API socket before pivot_root and cannot reach its file
+ * afterwards: the supervisor, outside, removes it (unless another process listens there:
+ * the VM may have stopped because that socket was taken). */
+static void remove_api_socket(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    struct stat st;
+    if (!path || strlen(path) >= sizeof(addr.sun_path) || lstat(path, &st) < 0 ||
+        !S_ISSOCK(st.st_mode))
+        return;
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 && errno == ECONNREFUSED)
+        unlink(path);
+    close(fd);
 }
 
 /* --jail: fork into the jail; the parent returns the VM's status, the child runs it. */
@@ -242,14 +313,18 @@ static int run_jailed(struct vm_config *cfg)
     char err[256];
     int status;
     int ret = jail_spawn(&jail, &cfg->jail, &status);
-    if (ret == JAIL_PARENT)
+    if (ret == JAIL_PARENT) {
+        remove_api_socket(cfg->api_sock);
         return status;
+    }
     if (ret < 0)
         return KILN_EXIT_JAIL;
     if (jail_rewrite_paths(&jail, cfg, err, sizeof(err)) < 0) {
         log_error("%s", err);
         return KILN_EXIT_USAGE;
     }
+    if (cfg->api_sock)
+        return run_controlled(cfg, &jail);
     struct default_guest dg;
     if (!cfg->kernel_path && use_default_guest(cfg, &dg) < 0)
         return KILN_EXIT_USAGE;
@@ -270,10 +345,11 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
-    if (cfg.jail.dir && (cfg.api_sock || cfg.config_file || cfg.restore_dir)) {
-        /* The jail is entered single-threaded, after the devices are open; the API
-         * thread runs before that. A jailed API needs the jail to exec kiln instead. */
-        log_error("--jail cannot be combined with --api-sock, --config-file or --restore yet");
+    if (cfg.jail.dir && (cfg.config_file || cfg.restore_dir)) {
+        /* --jail --api-sock works because the VM is built on InstanceStart, before the API
+         * thread exists; these boot at once and would need the API thread earlier. */
+        log_error("--jail cannot be combined with --config-file or --restore yet (--api-sock "
+                  "alone is fine)");
         return KILN_EXIT_USAGE;
     }
     if (cfg.jail.dir)
@@ -282,7 +358,7 @@ int cmd_run(int argc, char **argv)
         return run_restored(&cfg);
     /* Under the API or a config file there is no default guest: the client names one. */
     if (cfg.api_sock || cfg.config_file)
-        return run_controlled(&cfg);
+        return run_controlled(&cfg, NULL);
     struct default_guest dg;
     if (!cfg.kernel_path && use_default_guest(&cfg, &dg) < 0)
         return KILN_EXIT_USAGE;

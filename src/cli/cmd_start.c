@@ -127,7 +127,7 @@ static int configure_and_boot(struct api_client *api, json_t *def, char *err, si
 
 /* `kiln run` arguments: the runtime files, plus the process-level settings of "kiln". */
 static int build_args(const struct vm_ref *ref, json_t *def, char paths[3][STATE_PATH_MAX],
-                      char *args[16])
+                      char ids[2][16], char *args[24])
 {
     if (vm_ref_path(ref, VM_FILE_API_SOCK, paths[0], STATE_PATH_MAX) < 0 ||
         vm_ref_path(ref, VM_FILE_CONSOLE_SOCK, paths[1], STATE_PATH_MAX) < 0 ||
@@ -154,6 +154,24 @@ static int build_args(const struct vm_ref *ref, json_t *def, char paths[3][STATE
         args[n++] = "--console";
         args[n++] = "virtio";
     }
+    /* A jailed VM (kiln create --jail): it binds its sockets before it enters the jail. */
+    json_t *jail = json_object_get(extra, "jail");
+    const char *dir = json_string_value(json_object_get(jail, "dir"));
+    if (dir) {
+        args[n++] = "--jail";
+        args[n++] = (char *)dir;
+        snprintf(ids[0], 16, "%lld", (long long)json_integer_value(json_object_get(jail, "uid")));
+        snprintf(ids[1], 16, "%lld", (long long)json_integer_value(json_object_get(jail, "gid")));
+        args[n++] = "--jail-uid";
+        args[n++] = ids[0];
+        args[n++] = "--jail-gid";
+        args[n++] = ids[1];
+        const char *netns = json_string_value(json_object_get(jail, "netns"));
+        if (netns) {
+            args[n++] = "--jail-netns";
+            args[n++] = (char *)netns;
+        }
+    }
     args[n] = NULL;
     return 0;
 }
@@ -179,8 +197,8 @@ static int start_vm(struct vm_ref *ref, json_t *def)
         return KILN_EXIT_VM_STATE;
     }
     vm_runtime_clean(ref->dir); /* stale sockets of a crashed run must not block this one */
-    char paths[3][STATE_PATH_MAX], *args[16];
-    if (build_args(ref, def, paths, args) < 0) {
+    char paths[3][STATE_PATH_MAX], ids[2][16], *args[24];
+    if (build_args(ref, def, paths, ids, args) < 0) {
         log_error("VM '%s': its directory's path is too long for a Unix socket (%s)", ref->name,
                   ref->dir);
         return KILN_EXIT_USAGE;

@@ -19,6 +19,7 @@
 #include "api/fc_config.h"
 #include "cli/exit_codes.h"
 #include "cli/run_vm.h"
+#include "jail/jail.h"
 #include "snapshot/snapshot.h"
 #include "util.h"
 #include "vmm/vm.h"
@@ -45,6 +46,17 @@ struct control {
         const char *mem_path;
         bool resume;
     } load;
+    /* --jail: InstanceStart builds the VM on the main thread, which serves the API until
+     * then; the API thread starts once the jail is entered (see run_controlled). */
+    const struct jail *jail;
+    struct jailed_boot {
+        struct vm_spec spec;
+        struct vm_config cfg;
+        char cmdline[VM_SPEC_CMDLINE_MAX];
+        struct run_prepared prepared;
+        bool ready; /* built and jailed: run it */
+        int fatal;  /* entering the jail failed half-way: exit with this status */
+    } *jailed;
 };
 
 /* ---- API operations (API thread) ---- */
@@ -70,8 +82,44 @@ static int control_request_start(struct control *ctl, const struct vm_spec *spec
     return ret;
 }
 
+/*
+ * --jail: runs on the main thread (inside api_server_run_once). Everything the VM opens is
+ * opened now, as root, then the process enters the jail; the guest boots after the reply.
+ */
+static int control_prepare_jailed(struct control *ctl, const struct vm_spec *spec, char *err,
+                                  size_t errlen)
+{
+    struct jailed_boot *jb = ctl->jailed;
+    vm_spec_copy(&jb->spec, spec);
+    bool dropped_pci_off;
+    if (vm_spec_boot_config(&jb->spec, &jb->cfg, jb->cmdline, sizeof(jb->cmdline),
+                            &dropped_pci_off) < 0) {
+        snprintf(err, errlen, "boot_args: too long with the root device added");
+        return -EINVAL;
+    }
+    if (dropped_pci_off)
+        log_info("boot_args: dropped \"pci=off\": kiln's virtio devices are on PCI");
+    if (jail_rewrite_paths(ctl->jail, &jb->cfg, err, errlen) < 0)
+        return -EINVAL;
+    log_capture_begin(err, errlen);
+    int status = run_prepare(&jb->cfg, ctl->jail, &jb->prepared);
+    log_capture_end();
+    if (status == KILN_EXIT_OK) {
+        jb->ready = true;
+        return 0;
+    }
+    if (!err[0])
+        snprintf(err, errlen, "the VM could not be started");
+    if (status == KILN_EXIT_JAIL)
+        jb->fatal = status;
+    return -EINVAL;
+}
+
 static int control_start(void *opaque, const struct vm_spec *spec, char *err, size_t errlen)
 {
+    struct control *ctl = opaque;
+    if (ctl->jailed)
+        return control_prepare_jailed(ctl, spec, err, errlen);
     return control_request_start(opaque, spec, err, errlen);
 }
 
@@ -80,6 +128,10 @@ static int control_snapshot_load(void *opaque, const char *state_path, const cha
                                  bool resume, char *err, size_t errlen)
 {
     struct control *ctl = opaque;
+    if (ctl->jailed) {
+        snprintf(err, errlen, "snapshot/load: not supported with --jail yet");
+        return -ENOTSUP;
+    }
     pthread_mutex_lock(&ctl->lock);
     ctl->load.state_path = state_path;
     ctl->load.mem_path = mem_path;
@@ -298,12 +350,32 @@ static void control_cancel_start(struct control *ctl)
     pthread_mutex_unlock(&ctl->lock);
 }
 
+/* --jail: the VM is built and jailed; the API thread starts now, under the jail. */
+static int control_run_jailed(struct control *ctl)
+{
+    struct jailed_boot *jb = ctl->jailed;
+    api_server_keep_file(ctl->server); /* outside the jail now; the supervisor removes it */
+    control_set_booting(ctl, true);
+    if (api_server_spawn(ctl->server) < 0) {
+        run_prepared_discard(&jb->prepared);
+        return KILN_EXIT_VM_FAILED;
+    }
+    struct run_hooks hooks = {control_booted, control_finished, ctl};
+    int status = run_prepared(&jb->prepared, &hooks);
+    control_set_booting(ctl, false);
+    return status;
+}
+
 /* Waits for InstanceStart or a signal. Returns the exit status. */
 static int control_wait_and_run(struct control *ctl, int signal_fd)
 {
     for (;;) {
-        struct pollfd fds[2] = {{signal_fd, POLLIN, 0}, {ctl->wake_fd, POLLIN, 0}};
-        if (poll(fds, 2, -1) < 0) {
+        /* With --jail this thread serves the API itself until the VM is built. */
+        int api_fd = ctl->jailed ? api_server_poll_fd(ctl->server) : -1;
+        int timeout = ctl->jailed ? api_server_timeout_ms(ctl->server) : -1;
+        struct pollfd fds[3] = {
+            {signal_fd, POLLIN, 0}, {ctl->wake_fd, POLLIN, 0}, {api_fd, POLLIN, 0}};
+        if (poll(fds, 3, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             control_cancel_start(ctl);
@@ -315,6 +387,16 @@ static int control_wait_and_run(struct control *ctl, int signal_fd)
                 log_info("received signal %u before the VM started; exiting", si.ssi_signo);
             control_cancel_start(ctl);
             return KILN_EXIT_OK;
+        }
+        if (ctl->jailed) {
+            api_server_run_once(ctl->server);
+            if (ctl->jailed->fatal) {
+                api_server_run_once(ctl->server); /* the failed start's reply, if it can */
+                return ctl->jailed->fatal;
+            }
+            if (ctl->jailed->ready)
+                return control_run_jailed(ctl);
+            continue;
         }
         uint64_t count;
         if (read(ctl->wake_fd, &count, sizeof(count)) < 0)
@@ -333,15 +415,24 @@ static int control_signals(void)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
-    /* Blocked before the server thread exists, so that it inherits the mask. */
+    /* Blocked on the main thread, which reads them from the signalfd (the API thread
+     * blocks every signal anyway). */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-int run_controlled(struct vm_config *cli)
+int run_controlled(struct vm_config *cli, const struct jail *jail)
 {
     struct control *ctl = calloc(1, sizeof(*ctl));
+    if (ctl && jail) {
+        ctl->jail = jail;
+        ctl->jailed = calloc(1, sizeof(*ctl->jailed));
+        if (!ctl->jailed) {
+            free(ctl);
+            ctl = NULL;
+        }
+    }
     struct vm_spec *spec = malloc(sizeof(*spec));
     int signal_fd = control_signals();
     int status = KILN_EXIT_RESOURCES;
@@ -365,7 +456,9 @@ int run_controlled(struct vm_config *cli)
         api_set_state(&ctl->api, API_VM_RUNNING);
         ctl->booting = true;
     }
-    if (cli->api_sock && api_server_start(&ctl->server, &ctl->api, cli->api_sock) < 0) {
+    /* Jailed, the API thread may only start once the jail is entered (control_run_jailed). */
+    if (cli->api_sock && (jail ? api_server_open : api_server_start)(
+                             &ctl->server, &ctl->api, cli->api_sock, cli->seccomp) < 0) {
         status = KILN_EXIT_DEVICE;
         goto out_api;
     }
@@ -387,6 +480,8 @@ out_free:
     if (signal_fd >= 0)
         close(signal_fd);
     free(spec);
+    if (ctl)
+        free(ctl->jailed);
     free(ctl);
     return status;
 }

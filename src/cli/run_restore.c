@@ -65,7 +65,7 @@ int run_restored(struct vm_config *cfg)
     if (check_restore_options(cfg) < 0)
         return KILN_EXIT_USAGE;
     if (cfg->api_sock)
-        return run_controlled(cfg);
+        return run_controlled(cfg, NULL);
     char state_path[4200], mem_path[4200];
     if (snapshot_dir_paths(cfg->restore_dir, state_path, sizeof(state_path), mem_path,
                            sizeof(mem_path)) < 0) {

@@ -178,6 +178,35 @@ static json_t *kiln_extras(const struct vm_config *cfg)
     return extra;
 }
 
+/*
+ * --jail: `kiln start` runs the VM jailed (kiln run --jail with --api-sock). The limits
+ * (--jail-cgroup, --jail-rlimit) are not stored yet: refused rather than dropped.
+ */
+static int jail_extra(const struct vm_config *cfg, json_t *extra, char *err, size_t errlen)
+{
+    const struct jail_config *j = &cfg->jail;
+    if (!j->dir)
+        return 0;
+    if (j->cgroup.enabled || j->rlimit.nofile != JAIL_DEFAULT_NOFILE || j->rlimit.fsize ||
+        j->rlimit.nproc) {
+        fail(err, errlen, NULL,
+             "--jail-cgroup and --jail-rlimit are not stored in definitions yet (use 'kiln "
+             "run --jail')");
+        return -EINVAL;
+    }
+    char dir[PATH_MAX];
+    if (!realpath(j->dir, dir)) {
+        fail(err, errlen, NULL, "--jail %s: %s", j->dir, strerror(errno));
+        return -EINVAL;
+    }
+    json_t *jail = json_pack("{s:s, s:i, s:i}", "dir", dir, "uid", (json_int_t)j->uid, "gid",
+                             (json_int_t)j->gid);
+    if (jail && j->netns)
+        json_object_set_new(jail, "netns", json_string(j->netns));
+    json_object_set_new(extra, "jail", jail);
+    return 0;
+}
+
 json_t *vm_definition_from_config(const struct vm_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->kernel_path)
@@ -210,6 +239,10 @@ json_t *vm_definition_from_config(const struct vm_config *cfg, char *err, size_t
     if (cfg->rng)
         json_object_set_new(def, "entropy", json_object());
     part = kiln_extras(cfg);
+    if (jail_extra(cfg, part, err, errlen) < 0) {
+        json_decref(part);
+        goto failed;
+    }
     if (json_object_size(part))
         json_object_set_new(def, "kiln", part);
     else

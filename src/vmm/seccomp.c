@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -95,13 +96,24 @@ static const int worker_calls[] = {
     SCMP_SYS(fallocate),
 };
 
-/* An HTTP API server on an accepted Unix socket: accept, read, answer, close. */
+/*
+ * The HTTP API thread (api/api_server.c): libmicrohttpd on the listening Unix socket, and
+ * what the requests run there: pause and resume (they kick the vCPUs), and snapshots, which
+ * this thread writes itself (snapshot/snapshot.c, snapshot/memory_file.c). The file calls
+ * are granted here and nowhere else: the threads that handle guest-controlled data cannot
+ * create or rename files.
+ */
 static const int api_calls[] = {
     SCMP_SYS(accept4),     SCMP_SYS(accept),     SCMP_SYS(read),       SCMP_SYS(readv),
     SCMP_SYS(recvfrom),    SCMP_SYS(recvmsg),    SCMP_SYS(writev),     SCMP_SYS(sendto),
     SCMP_SYS(sendmsg),     SCMP_SYS(close),      SCMP_SYS(shutdown),   SCMP_SYS(poll),
     SCMP_SYS(ppoll),       SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),
-    SCMP_SYS(getsockopt),  SCMP_SYS(eventfd2),
+    SCMP_SYS(getsockopt),  SCMP_SYS(setsockopt), SCMP_SYS(getrandom), /* a snapshot's id */
+    /* snapshots: temporary file, size, write, sync, rename into place, sync the directory;
+     * realpath() for the base a later diff snapshot refers to */
+    SCMP_SYS(open),        SCMP_SYS(openat),     SCMP_SYS(ftruncate),  SCMP_SYS(pwrite64),
+    SCMP_SYS(fsync),       SCMP_SYS(rename),     SCMP_SYS(renameat),   SCMP_SYS(renameat2),
+    SCMP_SYS(unlink),      SCMP_SYS(unlinkat),   SCMP_SYS(readlink),   SCMP_SYS(getcwd),
 };
 
 /*
@@ -118,11 +130,6 @@ static const unsigned long vmm_ioctls[] = {
     KVM_IRQ_LINE, KVM_CREATE_VCPU, KVM_SET_CPUID2, KVM_SET_FPU, KVM_SET_LAPIC, KVM_GET_LAPIC,
     KVM_SET_MSRS, KVM_SET_REGS, KVM_GET_REGS, KVM_SET_SREGS, KVM_GET_SREGS,
     TUNSETOFFLOAD, TCGETS, TCSETS, TCSETSW, TIOCGWINSZ, FIONBIO, FIONREAD,
-    /* vm_pause/vm_resume freeze the guest clock; the API thread runs them under this filter */
-    KVM_GET_CLOCK, KVM_SET_CLOCK,
-    /* and snapshots read the paused VM's state (snapshot/snapshot.c, arch/x86/kvm_state.c) */
-    KVM_GET_MSR_INDEX_LIST, KVM_GET_MSRS, KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_VCPU_EVENTS,
-    KVM_GET_MP_STATE, KVM_GET_DEBUGREGS, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_DIRTY_LOG,
 };
 static const unsigned long vcpu_ioctls[] = {
     KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, /* the run loop and its crash dump */
@@ -131,7 +138,16 @@ static const unsigned long vcpu_ioctls[] = {
     TCSETS, TCSETSW,
 };
 static const unsigned long worker_ioctls[] = {TCSETS, TCSETSW};
-static const unsigned long api_ioctls[] = {FIONBIO, TCSETS, TCSETSW};
+/* Pause and resume freeze the guest clock; a snapshot reads the parked VM's state, starts
+ * dirty-page logging (which re-registers the memory slots) or reads the dirty log; a
+ * SendCtrlAltDel raises the keyboard's interrupt line. */
+static const unsigned long api_ioctls[] = {
+    FIONBIO, TCSETS, TCSETSW,
+    KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_IRQ_LINE,
+    KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_XCRS, KVM_GET_LAPIC, KVM_GET_VCPU_EVENTS,
+    KVM_GET_MP_STATE, KVM_GET_DEBUGREGS, KVM_GET_MSR_INDEX_LIST, KVM_GET_MSRS, KVM_GET_XSAVE,
+    KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_DIRTY_LOG, KVM_SET_USER_MEMORY_REGION,
+};
 
 #ifdef KILN_SANITIZED
 /*
@@ -241,16 +257,6 @@ static int rule_vmm(scmp_filter_ctx ctx)
     /* A disk's ring gives its image back at exit (block/aio_uring.c); no other registration. */
     ret = ret ?: allow(ctx, SCMP_SYS(io_uring_register), 1,
                        arg_is(1, SCMP_CMP_EQ, IORING_UNREGISTER_FILES, 0));
-    /* Snapshots (PUT /snapshot/create, run on the API thread, which carries this filter)
-     * write new files: open, rename into place, sync. This is the filter's widest grant;
-     * docs/seccomp.md says what narrowing it takes. */
-    static const int files[] = {SCMP_SYS(open),      SCMP_SYS(openat),     SCMP_SYS(rename),
-                                SCMP_SYS(renameat),  SCMP_SYS(renameat2),  SCMP_SYS(ftruncate),
-                                SCMP_SYS(newfstatat), SCMP_SYS(fstat),     SCMP_SYS(readlink),
-                                SCMP_SYS(getcwd),    SCMP_SYS(unlinkat)};
-    for (unsigned i = 0; i < ARRAY_SIZE(files) && ret == 0; i++)
-        if (!sanitizer_allows(files[i]))
-            ret = allow(ctx, files[i], 0, (struct scmp_arg_cmp){0});
     /* Sockets for user networking and vsock only: IP and Unix. */
     static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
     for (unsigned i = 0; i < ARRAY_SIZE(families) && ret == 0; i++)
@@ -269,14 +275,36 @@ static int rule_vmm(scmp_filter_ctx ctx)
 static int rule_api(scmp_filter_ctx ctx)
 {
     int ret = rule_tgkill(ctx);
-    static const int fcntls[] = {F_GETFL, F_SETFL};
+    static const int fcntls[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
     for (unsigned i = 0; i < ARRAY_SIZE(fcntls) && ret == 0; i++)
         ret = allow(ctx, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
     return ret;
 }
 
+/*
+ * Opening a file fails with EACCES instead of stopping kiln, in every kind but the API's.
+ * glibc opens /proc/sys/vm/overcommit_memory once, lazily, from whichever thread first
+ * gives memory back to the kernel from a secondary malloc arena (often the main thread
+ * freeing what the API thread allocated); it copes with the failure. Nothing is opened
+ * either way.
+ */
+static int rule_no_open(scmp_filter_ctx ctx)
+{
+    static const int opens[] = {SCMP_SYS(open), SCMP_SYS(openat)};
+    int ret = 0;
+    for (unsigned i = 0; i < ARRAY_SIZE(opens) && ret == 0; i++)
+        if (!sanitizer_allows(opens[i]))
+            ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), opens[i], 0);
+    return ret;
+}
+
 static int rule_kind(scmp_filter_ctx ctx, enum seccomp_thread_kind kind)
 {
+    if (kind != SECCOMP_THREAD_API) {
+        int ret = rule_no_open(ctx);
+        if (ret < 0)
+            return ret;
+    }
     switch (kind) {
     case SECCOMP_THREAD_VMM:
         return rule_vmm(ctx);
@@ -331,6 +359,8 @@ static scmp_filter_ctx build_filter(enum seccomp_thread_kind kind)
 #define MAX_SYSCALL_NR 512
 static const char *syscall_names[MAX_SYSCALL_NR];
 static __thread int thread_kind = -1;
+/* The main thread has its filter: threads started before that confine themselves now. */
+static atomic_bool main_confined;
 
 static size_t append(char *buf, size_t at, size_t cap, const char *s)
 {
@@ -381,9 +411,9 @@ static void seccomp_violation(int sig, siginfo_t *info, void *uctx)
     n = append_hex(msg, n, sizeof(msg), (unsigned long long)uc->uc_mcontext.gregs[REG_RDI]);
     n = append(msg, n, sizeof(msg), " ");
     n = append_hex(msg, n, sizeof(msg), (unsigned long long)uc->uc_mcontext.gregs[REG_RSI]);
-    n = append(msg, n, sizeof(msg), ") in a ");
-    n = append(msg, n, sizeof(msg),
-               thread_kind >= 0 ? kinds[thread_kind].name : "vmm (inherited)");
+    const char *kind = thread_kind >= 0 ? kinds[thread_kind].name : "vmm (inherited)";
+    n = append(msg, n, sizeof(msg), kind[0] == 'a' ? ") in an " : ") in a ");
+    n = append(msg, n, sizeof(msg), kind);
     n = append(msg, n, sizeof(msg), " thread; stopping\n");
     ssize_t ignored = write(STDERR_FILENO, msg, n);
     (void)ignored;
@@ -412,9 +442,6 @@ int seccomp_install(enum seccomp_thread_kind kind)
     scmp_filter_ctx ctx = build_filter(kind);
     if (!ctx)
         return -errno;
-    int ret = 0;
-    if (kind == SECCOMP_THREAD_VMM)
-        ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
     /* A blocked SIGSYS would kill kiln without the report: the kernel then resets the
      * handler. Threads that block everything else (I/O workers) must leave this one. */
     sigset_t sys;
@@ -424,16 +451,18 @@ int seccomp_install(enum seccomp_thread_kind kind)
     /* Set first: the handler must know the kind from the very first trapped call. */
     int old_kind = thread_kind;
     thread_kind = kind;
-    ret = ret ?: seccomp_load(ctx);
+    int ret = seccomp_load(ctx);
     seccomp_release(ctx);
     if (ret != 0)
         thread_kind = old_kind;
-    return ret > 0 ? -ECHILD : ret; /* TSYNC: a thread that could not be synchronized */
+    else if (kind == SECCOMP_THREAD_VMM)
+        atomic_store(&main_confined, true);
+    return ret;
 }
 
-bool seccomp_thread_filtered(void)
+bool seccomp_main_confined(void)
 {
-    return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 2;
+    return atomic_load(&main_confined);
 }
 
 static void count_call(bool *seen, unsigned *count, int nr)

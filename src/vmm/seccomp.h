@@ -5,9 +5,12 @@
  * A forbidden call raises SIGSYS; the handler names the call and the thread kind on stderr,
  * restores the terminal and ends kiln (exit status 1). docs/seccomp.md describes the design.
  *
- * Filters stack: a thread keeps every filter it inherited. The main thread installs the VMM
- * filter with TSYNC, so every thread it has at that point (I/O workers) gets it too; vCPU
- * threads and workers then add their own, stricter filter on themselves.
+ * Each thread installs its own filter on itself; nothing is synchronized across threads
+ * (no TSYNC). Filters stack, though: a thread keeps every filter it inherited from the
+ * thread that created it. The HTTP API thread is started before the main thread confines
+ * itself and so carries the API filter alone; vCPU threads (and block I/O workers started
+ * after the guest boots) inherit the VMM filter and add their own, narrower one, which must
+ * therefore be a subset of the VMM filter. docs/seccomp.md walks through the order.
  */
 #ifndef KILN_SECCOMP_H
 #define KILN_SECCOMP_H
@@ -18,7 +21,7 @@ enum seccomp_thread_kind {
     SECCOMP_THREAD_VMM,    /* main thread: event loop, devices, backends, guest resets */
     SECCOMP_THREAD_VCPU,   /* KVM_RUN and the device register handlers it calls */
     SECCOMP_THREAD_WORKER, /* block I/O thread pool (block/aio_threads.c) */
-    SECCOMP_THREAD_API,    /* an HTTP server on an accepted Unix socket */
+    SECCOMP_THREAD_API,    /* the HTTP API server thread (api/api_server.c) */
     SECCOMP_THREAD_KINDS
 };
 
@@ -29,13 +32,14 @@ enum seccomp_thread_kind {
 int seccomp_prepare(void);
 
 /*
- * Loads the filter for `kind` on the calling thread (the VMM kind: on every thread of the
- * process). Returns 0 or a negative errno; on failure nothing was installed.
+ * Loads the filter for `kind` on the calling thread only. Returns 0 or a negative errno; on
+ * failure nothing was installed.
  */
 int seccomp_install(enum seccomp_thread_kind kind);
 
-/* Whether the calling thread runs under any seccomp filter (inherited ones included). */
-bool seccomp_thread_filtered(void);
+/* Whether the main thread has installed the VMM filter (threads that existed before check
+ * this to know it is time to install their own). */
+bool seccomp_main_confined(void);
 
 /* How many system calls the filter for `kind` allows (for docs and tests). */
 unsigned seccomp_allowed_count(enum seccomp_thread_kind kind);
@@ -48,7 +52,7 @@ bool seccomp_relaxed_for_sanitizers(void);
 
 /*
  * Test builds only (KILN_SECCOMP_TEST defined): if the environment variable
- * KILN_SECCOMP_TRIGGER names this thread kind ("vmm", "vcpu", "worker"), make a system
+ * KILN_SECCOMP_TRIGGER names this thread kind ("vmm", "vcpu", "worker", "api"), make a system
  * call that kind may not make (so the test sees kiln stopped, with the call named).
  */
 void seccomp_test_trigger(enum seccomp_thread_kind kind);

@@ -719,9 +719,10 @@ static void vm_reset(struct vm *vm)
 }
 
 /*
- * The seccomp filters go on once, after everything that needs files, sockets or new
- * mappings is set up and before the guest's first instruction; they outlive resets, so the
- * VMM filter allows what rebuilding the KVM VM takes.
+ * The main thread's seccomp filter goes on once, after everything that needs files, sockets
+ * or new mappings is set up and before the guest's first instruction; it outlives resets, so
+ * it allows what rebuilding the KVM VM takes. It covers this thread only (no TSYNC): the API
+ * thread has its own already, vCPU threads started from here on inherit it.
  */
 static int vm_confine(struct vm *vm)
 {
@@ -734,9 +735,10 @@ static int vm_confine(struct vm *vm)
         return ret;
     }
     vm->confined = true;
-    log_debug("seccomp: filters on (vmm %u, vcpu %u, worker %u system calls)",
+    log_debug("seccomp: filters on (vmm %u, vcpu %u, worker %u, api %u system calls)",
               seccomp_allowed_count(SECCOMP_THREAD_VMM), seccomp_allowed_count(SECCOMP_THREAD_VCPU),
-              seccomp_allowed_count(SECCOMP_THREAD_WORKER));
+              seccomp_allowed_count(SECCOMP_THREAD_WORKER),
+              seccomp_allowed_count(SECCOMP_THREAD_API));
     seccomp_test_trigger(SECCOMP_THREAD_VMM);
     return 0;
 }

@@ -49,9 +49,9 @@ class Checks:
 class Kiln:
     """One `kiln run` process; its stdout (the guest console) is collected by a thread."""
 
-    def __init__(self, kiln, args, cwd):
+    def __init__(self, kiln, args, cwd, env=None):
         self.sock = os.path.join(cwd, "api.sock")
-        self.proc = subprocess.Popen([kiln, "run"] + args, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([kiln, "run"] + args, stdin=subprocess.DEVNULL, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      cwd=cwd, start_new_session=True)
         self.out = b""
@@ -225,6 +225,7 @@ def t_lifecycle(a, c, tmp):
 
     rc = k.stop()
     c.check(rc == 0, f"SIGTERM stops kiln with status 0 (got {rc})")
+    c.check("seccomp:" not in k.stderr(), "no seccomp report")
     c.check(not os.path.exists(k.sock), "the socket file is removed on exit")
     if c.failed:
         print(k.describe())
@@ -319,6 +320,87 @@ def t_socket(a, c, tmp):
     c.check(rc == 6 and os.path.exists(path), f"a regular file is not removed, exit 6 (got {rc})")
 
 
+def thread_filters(pid):
+    """{thread name: [seccomp filter count per thread of that name]} from /proc."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                m = re.search(r"^Seccomp_filters:\s*(\d+)", f.read(), re.M)
+        except OSError:
+            continue
+        found.setdefault(re.sub(r"\d+$", "", name), []).append(int(m.group(1)) if m else None)
+    return found
+
+
+def t_seccomp(a, c, tmp):
+    """The API thread runs under its own filter (docs/seccomp.md): a forbidden call from it
+    (KILN_SECCOMP_TRIGGER=api, made when it handles its first request) stops kiln with
+    status 1 and names the call; the same trigger with --seccomp=off is harmless. With the
+    VM running, the API thread carries exactly one filter (its own, not the VMM's), the
+    vCPU threads two (the VMM's they inherit, and theirs), and every API route that reaches
+    the VM still works: pause, resume, a snapshot written by the API thread, power button."""
+    env = dict(os.environ, KILN_SECCOMP_TRIGGER="api")
+    k = Kiln(a.kiln, ["--api-sock", "api.sock"], tmp, env=env)
+    c.check(k.wait_socket(), "the API socket accepts connections")
+    try:
+        st = k.request("GET", "/")[0]
+    except (OSError, http.client.HTTPException):
+        st = None
+    rc = k.wait_exit()
+    want = "kiln: seccomp: forbidden system call socket ("
+    c.check(st is None and rc == 1, f"the first request stops kiln, status 1 (got {st}, {rc})")
+    c.check(any(l.startswith(want) and l.endswith("in an api thread; stopping")
+                for l in k.stderr().splitlines()), "stderr names socket in an api thread")
+    if c.failed:
+        print(k.describe())
+
+    k = Kiln(a.kiln, ["--api-sock", "api.sock", "--seccomp=off"], tmp, env=env)
+    c.check(k.wait_socket() and k.request("GET", "/")[0] == 200,
+            "--seccomp=off: the trigger is harmless, GET / -> 200")
+    rc = k.stop()
+    c.check(rc == 0 and "seccomp:" not in k.stderr(), f"--seccomp=off: exit 0, no report ({rc})")
+
+    k = Kiln(a.kiln, ["--api-sock", "api.sock"], tmp)
+    c.check(k.wait_socket(), "the API socket accepts connections")
+    # (the socket listens before the thread starts: connections wait in the backlog)
+    wait_for(lambda: thread_filters(k.proc.pid).get("kiln-api") == [1], 5)
+    filters = thread_filters(k.proc.pid)
+    c.check(filters.get("kiln-api") == [1] and filters.get("kiln") == [0],
+            f"before boot: only the API thread is filtered ({filters})")
+    configure_raw(c, k, os.path.join(a.guests, "count.bin"), cpus=2)
+    st, _, text = k.request("PUT", "/actions", {"action_type": "InstanceStart"})
+    c.check(st == 204, f"InstanceStart -> 204 (got {st} {text})")
+    c.check(wait_for(lambda: len(counts(k.text())) >= 3, 10), "the guest counts")
+    filters = thread_filters(k.proc.pid)
+    c.check(filters.get("kiln") == [1] and filters.get("kiln-api") == [1] and
+            filters.get("kiln-vcpu") == [2, 2],
+            f"running: main 1 filter, API thread 1 (its own), vCPUs 2 ({filters})")
+    for state in ("Paused", "Resumed", "Paused"):
+        st, _, text = k.request("PATCH", "/vm", {"state": state})
+        c.check(st == 204, f"PATCH /vm {state} -> 204 (got {st} {text})")
+    snap = os.path.join(tmp, "snap")
+    os.mkdir(snap)
+    st, _, text = k.request("PUT", "/snapshot/create", {
+        "snapshot_type": "Full", "snapshot_path": os.path.join(snap, "state"),
+        "mem_file_path": os.path.join(snap, "mem")})
+    c.check(st == 204 and os.path.exists(os.path.join(snap, "mem")),
+            f"PUT /snapshot/create from the API thread -> 204 (got {st} {text})")
+    for method, path, body in [("PATCH", "/vm", {"state": "Resumed"}), ("GET", "/", None),
+                               ("GET", "/machine-config", None), ("GET", "/version", None),
+                               ("PUT", "/actions", {"action_type": "PowerButton"})]:
+        st, _, text = k.request(method, path, body)
+        c.check(st in (200, 204), f"{method} {path} -> 2xx (got {st} {text})")
+    m = len(counts(k.text()))
+    c.check(wait_for(lambda: len(counts(k.text())) > m, 10), "the guest counts on")
+    rc = k.stop()
+    c.check(rc == 0 and "seccomp:" not in k.stderr(), f"SIGTERM: exit 0, no seccomp report ({rc})")
+    if c.failed:
+        print(k.describe())
+
+
 def t_pause_stress(a, c, tmp):
     """Pause/resume hammered while a 2-vCPU guest resets itself 30 times, then powers off:
     every answer is 204 (or 400 once the VM is going away), the guest completes every boot,
@@ -353,13 +435,14 @@ def t_pause_stress(a, c, tmp):
     c.check(f"reset: boot {resets + 1} was the last" in k.text(),
             f"all {resets + 1} boots ran to the end")
     c.check("FAIL" not in k.text(), "no check failed inside the guest")
+    c.check("seccomp:" not in k.stderr(), "no seccomp report")
     if c.failed:
         print(k.describe())
 
 
 TESTS = {"lifecycle": t_lifecycle, "start-errors": t_start_errors,
          "config-file": t_config_file, "socket": t_socket,
-         "pause-stress": t_pause_stress}
+         "pause-stress": t_pause_stress, "seccomp": t_seccomp}
 
 
 def main():

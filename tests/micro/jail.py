@@ -20,9 +20,12 @@ Prints PASS/FAIL lines; exits 0, 1 on failure, 77 without root or a usable /dev/
 Python 3 standard library only.
 """
 import argparse
+import http.client
+import json
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -206,6 +209,134 @@ def t_confined(a, c, tmp, netns=None):
     c.check(rc == 0, "the jailed guest powers off: exit 0", f"rc {rc}: {err}")
 
 
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def api(path, method, url, body=None):
+    """(status, parsed JSON or None) of one request on the API socket at `path`."""
+    conn = UnixHTTP(path)
+    data = json.dumps(body) if body is not None else None
+    conn.request(method, url, body=data,
+                 headers={"Content-Type": "application/json"} if data else {})
+    resp = conn.getresponse()
+    text = resp.read().decode(errors="replace")
+    conn.close()
+    return resp.status, json.loads(text) if text else None
+
+
+def wait_socket(path, proc, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            api(path, "GET", "/")
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def t_api(a, c, tmp):
+    """--jail with --api-sock: the socket is bound before pivot_root, at its host path; the
+    main thread serves the API until InstanceStart, which opens everything as root and
+    enters the jail; the API thread starts after that, unprivileged and under its own
+    seccomp filter. A failed start can be retried; the supervisor removes the socket."""
+    jail_dir = os.path.join(tmp, "jail-api")
+    os.mkdir(jail_dir)
+    sock = os.path.join(tmp, "api.sock")
+    k = Running([a.kiln, "run", "--jail", jail_dir, "--api-sock", sock])
+    if not c.check(wait_socket(sock, k.proc), "the jailed VM's API socket answers on the host"):
+        print(k.finish())
+        return
+    st, body = api(sock, "GET", "/")
+    c.check(st == 200 and body.get("state") == "Not started", "GET / -> Not started",
+            f"{st} {body}")
+    boot = {"kernel_image_path": os.path.join(tmp, "no-such-kernel"), "kiln_kernel_format": "raw"}
+    api(sock, "PUT", "/boot-source", boot)
+    api(sock, "PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 64})
+    st, body = api(sock, "PUT", "/actions", {"action_type": "InstanceStart"})
+    c.check(st == 400 and "no-such-kernel" in (body or {}).get("fault_message", ""),
+            "a start that fails before the jail is refused with the reason", f"{st} {body}")
+    boot["kernel_image_path"] = a.echo
+    st, _ = api(sock, "PUT", "/boot-source", boot)
+    st2, body = api(sock, "PUT", "/actions", {"action_type": "InstanceStart"})
+    c.check((st, st2) == (204, 204), "... and can be retried: InstanceStart -> 204", f"{body}")
+    ready = c.check(k.wait_for(b"echo: ready\n"), "the jailed guest runs", k.out.decode())
+    pid = vm_pid(k.proc.pid)
+    if ready and c.check(pid is not None, "the supervisor has one child, the VM process"):
+        check_threads(c, pid)
+        names = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            st_ = status_fields(f"{pid}/task/{tid}")
+            names[st_["Name"][0]] = st_.get("Seccomp_filters", ["?"])[0]
+        c.check(names.get("kiln-api") == "1" and names.get("kiln") == "1",
+                "the jailed API thread runs under its own filter only", f"{names}")
+    st, body = api(sock, "GET", "/")
+    c.check(st == 200 and body.get("state") == "Running", "GET / -> Running", f"{st} {body}")
+    st, _ = api(sock, "PATCH", "/vm", {"state": "Paused"})
+    st2, body = api(sock, "GET", "/")
+    c.check(st == 204 and body.get("state") == "Paused", "PATCH /vm Paused -> 204, Paused")
+    if ready:
+        k.send(b"abc")
+        c.check(not k.wait_for(b"ABC", timeout=0.7), "a paused guest does not echo")
+    st, _ = api(sock, "PATCH", "/vm", {"state": "Resumed"})
+    c.check(st == 204, "PATCH /vm Resumed -> 204")
+    if ready:
+        c.check(k.wait_for(b"ABC"), "the resumed guest echoes", k.out.decode())
+        k.send(b"q")
+    rc, err = k.finish()
+    c.check(rc == 0 and "seccomp" not in err, "the guest powers off: exit 0", f"rc {rc}: {err}")
+    c.check(not os.path.exists(sock), "the supervisor removes the socket file")
+    rc, _, err = run(raw_guest(a.kiln, a.hello, "--jail", jail_dir, "--config-file",
+                               os.path.join(tmp, "x.json")))
+    c.check(rc == USAGE and "--config-file" in err, "--jail --config-file is refused (exit 2)",
+            f"rc {rc}: {err}")
+
+
+def t_control_plane(a, c, tmp):
+    """kiln create --jail: `kiln start` runs the VM jailed (through --api-sock), and the
+    lifecycle commands reach it; limits that a definition cannot store are refused."""
+    jail_dir = os.path.join(tmp, "jail-cp")
+    os.mkdir(jail_dir)
+    env = dict(jail_env(), KILN_STATE_DIR=os.path.join(tmp, "state"))
+
+    def cli(*args):
+        p = subprocess.run([a.kiln] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                           env=env, timeout=60)
+        return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+
+    rc, out = cli("create", "jv", "--kernel", a.echo, "--kernel-format", "raw", "-m", "64M",
+                  "--jail", jail_dir)
+    c.check(rc == 0, "kiln create --jail", out)
+    rc, out = cli("start", "jv")
+    c.check(rc == 0, "kiln start of a jailed definition", out)
+    pid = None
+    try:
+        with open(os.path.join(env["KILN_STATE_DIR"], "jv", "runtime.json")) as f:
+            pid = vm_pid(json.load(f)["pid"])
+    except (OSError, ValueError, KeyError):
+        pass
+    if c.check(pid is not None, "the supervisor has one child, the VM process"):
+        st = status_fields(pid)
+        c.check(st["Uid"] == [str(JAIL_ID)] * 4 and st["NoNewPrivs"] == ["1"],
+                "the started VM runs jailed", f"{st['Uid']}")
+    rc1, out1 = cli("pause", "jv")
+    rc2, out2 = cli("resume", "jv")
+    c.check((rc1, rc2) == (0, 0), "kiln pause and resume reach the jailed VM", out1 + out2)
+    rc, out = cli("kill", "jv")
+    c.check(rc == 0, "kiln kill ends it", out)
+    rc, out = cli("create", "jw", "--kernel", a.echo, "--jail", jail_dir, "--jail-cgroup",
+                  "pids.max=64")
+    c.check(rc == USAGE and "not stored" in out, "create --jail-cgroup is refused (exit 2)", out)
+
+
 def t_netns(a, c, tmp):
     name = f"kiln-jail-{os.getpid()}"
     if subprocess.run(["ip", "netns", "add", name]).returncode != 0:
@@ -358,6 +489,8 @@ def main():
     os.chmod(tmp, 0o755)
     try:
         t_confined(a, c, tmp)
+        t_api(a, c, tmp)
+        t_control_plane(a, c, tmp)
         if shutil.which("ip"):
             t_netns(a, c, tmp)
         t_reboot(a, c, tmp)
