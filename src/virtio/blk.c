@@ -753,11 +753,6 @@ int virtio_blk_new(const struct disk_config *cfg, struct event_loop *loop, struc
         log_error("--disk %s: %s", cfg->path, err);
         goto fail;
     }
-    /* Buffered images default to the thread pool: io_uring hands buffered writes that could
-     * block to its own kernel workers on many file systems (tmpfs in Linux 6.1: 365-572 MiB/s
-     * against 996 for pwrite, bench/NOTES.md), so it only pays with O_DIRECT. */
-    if (kind == AIO_KIND_AUTO && !blk->disk.direct)
-        kind = AIO_KIND_THREADS;
     ret = aio_engine_create(&blk->engine, kind, blk->disk.fd, BLK_QUEUE_SIZE, blk_aio_done, blk);
     if (ret < 0) {
         log_error("--disk %s: cannot start disk I/O: %s", cfg->path, strerror(-ret));

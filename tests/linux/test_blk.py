@@ -4,7 +4,7 @@ outer boot for all checks. The images live on the outer host's tmpfs (an
 ext4 image made there with mkfs.ext4, and a raw one), plus a raw image on
 the scratch share for cache=none (O_DIRECT; the outer kernel's tmpfs lacks it).
 
-  A: io_uring engine (KILN_BLK_ENGINE=io_uring), three disks (root.img ext4 id=kiln-root, data.img
+  A: io_uring engine, three disks (root.img ext4 id=kiln-root, data.img
      id=kiln-data, direct.img id=kiln-direct,cache=none): /dev/vda..vdc with
      the right sizes and serials, discard/write-zeroes offered; a random file
      on ext4 and copied raw to vdb and vdc reads back with the same md5 after
@@ -15,8 +15,7 @@ the scratch share for cache=none (O_DIRECT; the outer kernel's tmpfs lacks it).
      same md5, and after a clean shutdown `fsck.ext4 -fn` is clean.
   B: thread-pool engine (KILN_BLK_ENGINE=threads), the same disks: the same
      integrity checks; fsck clean afterwards.
-  C: read-only disk, default engine (the thread pool, for a buffered image):
-     the guest sees it read-only, a read-write mount is
+  C: read-only disk: the guest sees it read-only, a read-write mount is
      refused, file creation and raw writes fail, reads work, and the image
      is unchanged.
 
@@ -96,7 +95,7 @@ def gcheck(host, r, what, cmd, want=None, timeout=120, status_ok=(0,)):
 def start_vm(host, r, env, label, disks, engine=None, console_log=None):
     started = time.monotonic()
     host.spawn(env.command(disks, engine, console_log), limit=VMM_LIMIT)
-    want = engine or "threads"  # kiln's default for buffered (not cache=none) images
+    want = engine or "io_uring"
     try:
         host.expect(rf"--disk \S+: \d+ bytes, [^\r\n]*{want} engine", timeout=60)
         r.check(f"{label}: disks use the {want} engine", True)
@@ -169,7 +168,7 @@ def scenario_a(host, r, env):
     log = f"{env.work}/console-a.log"
     start_watcher(host, env, log, f"K9DONE-{tok}")
     disks, devs, images = disk_set(env)
-    if not start_vm(host, r, env, label, disks, engine="io_uring", console_log=log):
+    if not start_vm(host, r, env, label, disks, console_log=log):
         return False
     sizes = [ROOT_MIB, DATA_MIB] + ([DIRECT_MIB] if env.direct else [])
     names = ["vda", "vdb", "vdc"][:len(sizes)]
@@ -224,7 +223,7 @@ def kill9(host, r, env, label, disks, tok):
     r.check(f"{label}: kill -9 right after the guest's sync", status == 137, f"status {status}")
     r.timing(f"{label}: sync typed to kiln killed", time.monotonic() - t)
     host.run("stty sane </dev/tty")  # kill -9 left the terminal in raw mode
-    if not start_vm(host, r, env, f"{label} after kill -9", disks, engine="io_uring"):
+    if not start_vm(host, r, env, f"{label} after kill -9", disks):
         return False
     gcheck(host, r, f"{label}: after kill -9 the synced file is there",
            "mount /dev/vda /mnt && cat /mnt/k9.txt", f"k9-{tok}")
