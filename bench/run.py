@@ -344,7 +344,7 @@ def bench_blk(build, reps, res, log_dir):
                      os.path.join(log_dir, "blk.log"))
     names = {"seqwrite": ("sequential write", "MiB/s"), "seqread": ("sequential read", "MiB/s"),
              "randread": ("4 KiB random read, QD1", "IOPS")}
-    pat = re.compile(r"^  (kiln io_uring|kiln threads|qemu aio=threads|qemu aio=io_uring): "
+    pat = re.compile(r"^  (kiln default|kiln io_uring|kiln threads|qemu aio=threads|qemu aio=io_uring): "
                      r".*RESULT (\w+) ([0-9.]+)", re.M)
     runs = {}
     for m in pat.finditer(out):
