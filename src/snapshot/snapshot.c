@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
+#include "mem/dirty.h"
 #include "snapshot/memory_file.h"
 #include "snapshot/state_file.h"
 #include "util.h"
@@ -367,17 +368,16 @@ static void put_config(struct state_writer *w, const struct vm *vm, const struct
     state_section_end(w);
 }
 
-/* KVM's log of the pages written since the last snapshot (and clears it). */
+/* The pages written since the last snapshot, by the guest and by devices (and clears it). */
 static int get_dirty_log(struct vm *vm, struct save_job *job)
 {
     for (unsigned i = 0; i < vm->mem.nregions; i++) {
-        uint64_t pages = vm->mem.regions[i].size / SNAPSHOT_PAGE;
-        job->dirty[i] = calloc((size_t)((pages + 63) / 64), sizeof(uint64_t));
+        job->dirty[i] = calloc(guest_dirty_words(vm->mem.regions[i].size), sizeof(uint64_t));
         if (!job->dirty[i])
             return -ENOMEM;
-        struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = job->dirty[i]};
-        if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0)
-            return -errno;
+        int ret = vm_dirty_log_collect(vm, i, (uint64_t *)job->dirty[i]);
+        if (ret < 0)
+            return ret;
     }
     return 0;
 }
@@ -470,7 +470,7 @@ static int capture_state(struct vm *vm, struct save_job *job, struct state_write
     } else if (job->kind == SNAPSHOT_DIFF) {
         job->log_touched = true;
         if ((ret = get_dirty_log(vm, job)) < 0)
-            snprintf(err, errlen, "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+            snprintf(err, errlen, "reading the dirty-page log: %s", strerror(-ret));
     } else {
         job->log_touched = true;
         if ((ret = vm_dirty_log_start(vm)) < 0)
@@ -527,12 +527,6 @@ static uint64_t random_id(void)
 int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_path,
                     const char *mem_path, char *err, size_t errlen)
 {
-    /* kiln's own writes to guest RAM (virtio) are not in KVM's dirty log. */
-    if (kind == SNAPSHOT_DIFF && vm->nvirtio) {
-        snprintf(err, errlen, "Diff snapshots of VMs with virtio devices are not supported "
-                              "(device writes to guest memory are not in KVM's dirty log)");
-        return -ENOTSUP;
-    }
     struct save_job job = {.kind = kind, .id = random_id()};
     struct state_writer w;
     state_writer_init(&w);

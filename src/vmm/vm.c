@@ -18,6 +18,7 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
 #include "console/console_sock.h"
+#include "mem/dirty.h"
 #include "snapshot/snapshot.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
@@ -581,24 +582,34 @@ static int vm_set_memory_slots(struct vm *vm)
 
 int vm_dirty_log_start(struct vm *vm)
 {
+    int ret = guest_mem_dirty_start(&vm->mem);
+    if (ret < 0)
+        return ret;
     if (!vm->dirty_log) {
         vm->dirty_log = true;
-        int ret = vm_set_memory_slots(vm); /* a slot that starts logging starts clean */
+        ret = vm_set_memory_slots(vm); /* a slot that starts logging starts clean */
         if (ret < 0)
             vm->dirty_log = false;
         return ret;
     }
     for (unsigned i = 0; i < vm->mem.nregions; i++) {
-        size_t pages = vm->mem.regions[i].size / 4096;
-        uint64_t *bitmap = calloc((pages + 63) / 64, sizeof(uint64_t));
+        uint64_t *bitmap = calloc(guest_dirty_words(vm->mem.regions[i].size), sizeof(uint64_t));
         if (!bitmap)
             return -ENOMEM;
-        struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = bitmap};
-        int ret = ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
+        ret = vm_dirty_log_collect(vm, i, bitmap);
         free(bitmap);
         if (ret < 0)
             return ret;
     }
+    return 0;
+}
+
+int vm_dirty_log_collect(struct vm *vm, unsigned region, uint64_t *bitmap)
+{
+    struct kvm_dirty_log log = {.slot = region, .dirty_bitmap = bitmap};
+    if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0)
+        return -errno;
+    guest_mem_dirty_take(&vm->mem, region, bitmap);
     return 0;
 }
 
