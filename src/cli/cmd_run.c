@@ -270,14 +270,17 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
-    if (cfg.jail.dir && (cfg.api_sock || cfg.config_file || cfg.restore_dir)) {
+    if (cfg.jail.dir && (cfg.api_sock || cfg.config_file || cfg.restore_dir || cfg.incoming)) {
         /* The jail is entered single-threaded, after the devices are open; the API
          * thread runs before that. A jailed API needs the jail to exec kiln instead. */
-        log_error("--jail cannot be combined with --api-sock, --config-file or --restore yet");
+        log_error("--jail cannot be combined with --api-sock, --config-file, --restore or "
+                  "--incoming yet");
         return KILN_EXIT_USAGE;
     }
     if (cfg.jail.dir)
         return run_jailed(&cfg);
+    if (cfg.incoming && !cfg.api_sock)
+        return incoming_and_run(&cfg, NULL);
     if (cfg.restore_dir)
         return run_restored(&cfg);
     /* Under the API or a config file there is no default guest: the client names one. */

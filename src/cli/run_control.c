@@ -19,6 +19,7 @@
 #include "api/fc_config.h"
 #include "cli/exit_codes.h"
 #include "cli/run_vm.h"
+#include "migrate/migrate.h"
 #include "snapshot/snapshot.h"
 #include "util.h"
 #include "vmm/vm.h"
@@ -45,6 +46,7 @@ struct control {
         const char *mem_path;
         bool resume;
     } load;
+    struct migration migration; /* PUT /migrate: this VM sent elsewhere */
 };
 
 /* ---- API operations (API thread) ---- */
@@ -93,6 +95,10 @@ static int control_snapshot_create(void *opaque, bool diff, const char *state_pa
                                    const char *mem_path, char *err, size_t errlen)
 {
     struct control *ctl = opaque;
+    if (migration_active(&ctl->migration)) {
+        snprintf(err, errlen, "snapshot/create: a migration is under way");
+        return -EBUSY;
+    }
     pthread_mutex_lock(&ctl->lock);
     int ret = -ESRCH;
     uint64_t t0 = monotonic_ns();
@@ -111,6 +117,11 @@ static int control_snapshot_create(void *opaque, bool diff, const char *state_pa
 static int control_with_vm(struct control *ctl, int (*fn)(struct vm *), const char *what,
                            char *err, size_t errlen)
 {
+    /* A migration pauses and resumes the VM itself. */
+    if (migration_active(&ctl->migration)) {
+        snprintf(err, errlen, "%s: a migration is under way (PUT /migrate/cancel stops it)", what);
+        return -EBUSY;
+    }
     pthread_mutex_lock(&ctl->lock);
     /* A config-file VM is "Running" for the API while it still boots: wait for that. */
     while (!ctl->vm && ctl->booting)
@@ -157,6 +168,37 @@ static int control_power_button(void *opaque, char *err, size_t errlen)
     return control_with_vm(opaque, power_button_press, "PowerButton", err, errlen);
 }
 
+/* The migration runs on its own thread; control_finished stops it before the VM goes. */
+static int control_migrate_start(void *opaque, const char *destination, char *err,
+                                 size_t errlen)
+{
+    struct control *ctl = opaque;
+    pthread_mutex_lock(&ctl->lock);
+    int ret = -ESRCH;
+    if (ctl->vm)
+        ret = migration_start(&ctl->migration, ctl->vm, destination, err, errlen);
+    else
+        snprintf(err, errlen, "migrate: the VM is not running");
+    pthread_mutex_unlock(&ctl->lock);
+    return ret;
+}
+
+static int control_migrate_cancel(void *opaque, char *err, size_t errlen)
+{
+    struct control *ctl = opaque;
+    if (!migration_active(&ctl->migration)) {
+        snprintf(err, errlen, "migrate/cancel: no migration is under way");
+        return -EINVAL;
+    }
+    migration_cancel(&ctl->migration);
+    return 0;
+}
+
+static void control_migrate_status(void *opaque, struct migrate_progress *out)
+{
+    migration_progress(&((struct control *)opaque)->migration, out);
+}
+
 static const struct api_ops control_ops = {
     .start = control_start,
     .pause = control_pause,
@@ -165,6 +207,9 @@ static const struct api_ops control_ops = {
     .power_button = control_power_button,
     .snapshot_create = control_snapshot_create,
     .snapshot_load = control_snapshot_load,
+    .migrate_start = control_migrate_start,
+    .migrate_cancel = control_migrate_cancel,
+    .migrate_status = control_migrate_status,
 };
 
 /* ---- the VM's life (main thread) ---- */
@@ -193,6 +238,7 @@ static void control_finished(struct vm *vm, void *opaque)
     pthread_mutex_lock(&ctl->lock);
     ctl->vm = NULL;
     pthread_mutex_unlock(&ctl->lock);
+    migration_stop(&ctl->migration); /* it may still hold the VM */
     (void)vm;
 }
 
@@ -255,6 +301,15 @@ static int control_restore(struct control *ctl, struct vm_config *cli)
     }
     struct run_hooks hooks = {control_booted, control_finished, ctl};
     int status = restore_and_run(cli, state_path, mem_path, &hooks);
+    control_set_booting(ctl, false);
+    return status;
+}
+
+/* `kiln run --incoming ... --api-sock PATH`: the migrated VM runs once it arrived. */
+static int control_incoming(struct control *ctl, struct vm_config *cli)
+{
+    struct run_hooks hooks = {control_booted, control_finished, ctl};
+    int status = incoming_and_run(cli, &hooks);
     control_set_booting(ctl, false);
     return status;
 }
@@ -348,6 +403,7 @@ int run_controlled(struct vm_config *cli)
     if (!ctl || !spec || signal_fd < 0)
         goto out_free;
     ctl->wake_fd = -1;
+    migration_init(&ctl->migration);
     pthread_mutex_init(&ctl->lock, NULL);
     pthread_cond_init(&ctl->cond, NULL);
     ctl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -361,7 +417,7 @@ int run_controlled(struct vm_config *cli)
     }
     api_init(&ctl->api, spec, &control_ops, ctl, cli->instance_id);
     /* A config file or a snapshot boots at once: the API sees a started VM at once. */
-    if (cli->config_file || cli->restore_dir) {
+    if (cli->config_file || cli->restore_dir || cli->incoming) {
         api_set_state(&ctl->api, API_VM_RUNNING);
         ctl->booting = true;
     }
@@ -369,7 +425,9 @@ int run_controlled(struct vm_config *cli)
         status = KILN_EXIT_DEVICE;
         goto out_api;
     }
-    if (cli->restore_dir)
+    if (cli->incoming)
+        status = control_incoming(ctl, cli);
+    else if (cli->restore_dir)
         status = control_restore(ctl, cli);
     else if (cli->config_file)
         status = control_boot(ctl, spec);
@@ -383,6 +441,7 @@ out:
         close(ctl->wake_fd);
     pthread_cond_destroy(&ctl->cond);
     pthread_mutex_destroy(&ctl->lock);
+    migration_destroy(&ctl->migration);
 out_free:
     if (signal_fd >= 0)
         close(signal_fd);

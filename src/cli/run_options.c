@@ -105,6 +105,12 @@ const char run_options_usage[] =
     "                            give the same devices (--disk, --net, --vsock, --rng,\n"
     "                            --console) as the saved VM had\n"
     "\n"
+    "Live migration (docs/migration.md):\n"
+    "      --incoming tcp:ADDR:PORT  wait on ADDR:PORT for one VM sent by 'kiln migrate'\n"
+    "                            (or PUT /migrate) and run it once it has all arrived and\n"
+    "                            been checked; memory and vCPUs come from the sender; give\n"
+    "                            the same devices as the sending VM has\n"
+    "\n"
     "Other:\n"
     "  -v, --verbose             more messages: run statistics at exit; twice: debug,\n"
     "                            e.g. unclaimed I/O\n"
@@ -152,6 +158,7 @@ enum {
     OPT_CONSOLE_SOCK,
     OPT_SECCOMP,
     OPT_RESTORE,
+    OPT_INCOMING,
 };
 
 static const struct option run_long_options[] = {
@@ -181,6 +188,7 @@ static const struct option run_long_options[] = {
     {"console-sock", required_argument, NULL, OPT_CONSOLE_SOCK},
     {"seccomp", required_argument, NULL, OPT_SECCOMP},
     {"restore", required_argument, NULL, OPT_RESTORE},
+    {"incoming", required_argument, NULL, OPT_INCOMING},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -271,6 +279,11 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         return 0;
     case OPT_RESTORE:
         cfg->restore_dir = arg;
+        return 0;
+    case OPT_INCOMING:
+        if (strncmp(arg, "tcp:", 4) != 0)
+            return invalid(err, errlen, "--incoming '%s': expected tcp:ADDR:PORT", arg);
+        cfg->incoming = arg;
         return 0;
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;

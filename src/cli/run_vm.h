@@ -35,6 +35,12 @@ int run_restored(struct vm_config *cfg);
 int restore_and_run(struct vm_config *cfg, const char *state_path, const char *mem_path,
                     const struct run_hooks *hooks);
 
+/*
+ * `kiln run --incoming tcp:ADDR:PORT` (run_incoming.c): receives a migrated VM and runs it.
+ * `hooks` (the API's, or NULL) see the VM once it runs here. Returns the exit status.
+ */
+int incoming_and_run(struct vm_config *cfg, const struct run_hooks *hooks);
+
 /* `kiln run --api-sock` / `--config-file` (run_control.c). Returns the exit status. */
 int run_controlled(struct vm_config *cfg);
 

@@ -495,7 +495,7 @@ static void set_base(struct vm *vm, uint64_t id, const char *state_path, const c
 }
 
 /* Never a snapshot that silently loses a device's state, nor one taken mid-I/O. */
-static int freeze_devices(struct vm *vm, unsigned *frozen, char *err, size_t errlen)
+int snapshot_freeze(struct vm *vm, unsigned *frozen, char *err, size_t errlen)
 {
     for (*frozen = 0; *frozen < vm->nvirtio; (*frozen)++) {
         struct virtio_device *vdev = vm->virtio[*frozen];
@@ -524,6 +524,30 @@ static uint64_t random_id(void)
     return id;
 }
 
+void snapshot_thaw(struct vm *vm, unsigned frozen)
+{
+    for (unsigned i = 0; i < frozen; i++)
+        virtio_pci_thaw(vm->virtio[i]);
+}
+
+int snapshot_capture(struct vm *vm, uint8_t **data, size_t *len, char *err, size_t errlen)
+{
+    struct save_job job = {.kind = SNAPSHOT_FULL, .id = random_id()};
+    struct state_writer w;
+    state_writer_init(&w);
+    const uint8_t *bytes;
+    int ret = capture_state(vm, &job, &w, err, errlen);
+    if (ret == 0 && (ret = state_writer_finish(&w, &bytes, len)) < 0)
+        snprintf(err, errlen, "building the state: %s", strerror(-ret));
+    if (ret == 0 && !(*data = malloc(*len)))
+        ret = -ENOMEM;
+    if (ret == 0)
+        memcpy(*data, bytes, *len);
+    vm->snapshot_base.valid = false; /* the dirty log restarted */
+    state_writer_free(&w);
+    return ret;
+}
+
 int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_path,
                     const char *mem_path, char *err, size_t errlen)
 {
@@ -531,7 +555,7 @@ int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_pa
     struct state_writer w;
     state_writer_init(&w);
     unsigned frozen = 0;
-    int ret = freeze_devices(vm, &frozen, err, errlen);
+    int ret = snapshot_freeze(vm, &frozen, err, errlen);
     if (ret == 0)
         ret = capture_state(vm, &job, &w, err, errlen);
     const uint8_t *data;
@@ -543,8 +567,7 @@ int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_pa
         snprintf(err, errlen, "memory file '%s': %s", mem_path, strerror(-ret));
     if (ret == 0 && (ret = write_file_atomic(state_path, data, len)) < 0)
         snprintf(err, errlen, "state file '%s': %s", state_path, strerror(-ret));
-    for (unsigned i = 0; i < frozen; i++)
-        virtio_pci_thaw(vm->virtio[i]);
+    snapshot_thaw(vm, frozen);
     if (ret == 0)
         set_base(vm, job.id, state_path, mem_path);
     else if (job.log_touched)

@@ -483,7 +483,10 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
     }
     vm_init_devices(vm);
     /* After the console and devices exist, so that vm_destroy() can undo a failure here. */
-    if (config->restore) {
+    if (config->restore && config->incoming_mem) {
+        vm->mem = *config->incoming_mem; /* received by a migration: the VM's own now */
+        memset(config->incoming_mem, 0, sizeof(*config->incoming_mem));
+    } else if (config->restore) {
         char err[256];
         ret = snapshot_map_memory(config->restore, config->restore_mem_path, &vm->mem, err,
                                   sizeof(err));
