@@ -279,8 +279,10 @@ int cmd_run(int argc, char **argv)
     }
     if (cfg.jail.dir)
         return run_jailed(&cfg);
+    if (cfg.incoming && incoming_check(&cfg) != KILN_EXIT_OK)
+        return KILN_EXIT_USAGE;
     if (cfg.incoming && !cfg.api_sock)
-        return incoming_and_run(&cfg, NULL);
+        return incoming_and_run(&cfg, incoming_listen(cfg.incoming), NULL);
     if (cfg.restore_dir)
         return run_restored(&cfg);
     /* Under the API or a config file there is no default guest: the client names one. */

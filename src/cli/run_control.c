@@ -47,6 +47,7 @@ struct control {
         bool resume;
     } load;
     struct migration migration; /* PUT /migrate: this VM sent elsewhere */
+    int incoming_fd;            /* --incoming: listening before the API answers */
 };
 
 /* ---- API operations (API thread) ---- */
@@ -309,7 +310,7 @@ static int control_restore(struct control *ctl, struct vm_config *cli)
 static int control_incoming(struct control *ctl, struct vm_config *cli)
 {
     struct run_hooks hooks = {control_booted, control_finished, ctl};
-    int status = incoming_and_run(cli, &hooks);
+    int status = incoming_and_run(cli, ctl->incoming_fd, &hooks);
     control_set_booting(ctl, false);
     return status;
 }
@@ -420,6 +421,12 @@ int run_controlled(struct vm_config *cli)
     if (cli->config_file || cli->restore_dir || cli->incoming) {
         api_set_state(&ctl->api, API_VM_RUNNING);
         ctl->booting = true;
+    }
+    /* Listening before the API answers: whoever sees the API may send the VM at once. */
+    ctl->incoming_fd = cli->incoming ? incoming_listen(cli->incoming) : -1;
+    if (cli->incoming && ctl->incoming_fd < 0) {
+        status = KILN_EXIT_DEVICE;
+        goto out_api;
     }
     if (cli->api_sock && api_server_start(&ctl->server, &ctl->api, cli->api_sock) < 0) {
         status = KILN_EXIT_DEVICE;

@@ -64,8 +64,7 @@ static bool stop_requested(void)
             sigismember(&pending, SIGHUP));
 }
 
-/* Listens on `where` and accepts one connection. Returns it, or -errno (logged). */
-static int accept_source(const char *where)
+int incoming_listen(const char *where)
 {
     struct migrate_addr addr;
     char err[256];
@@ -74,11 +73,16 @@ static int accept_source(const char *where)
         return -EINVAL;
     }
     int lfd = migrate_listen(&addr);
-    if (lfd < 0) {
+    if (lfd < 0)
         log_error("--incoming %s: %s", where, strerror(-lfd));
-        return lfd;
-    }
-    log_info("waiting for a migration on %s", where + 4);
+    else
+        log_info("waiting for a migration on %s", where + 4);
+    return lfd;
+}
+
+/* Accepts one connection on `lfd` (and closes it). Returns it, or -errno (logged). */
+static int accept_source(int lfd, const char *where)
+{
     int fd = -EINTR;
     while (fd == -EINTR) {
         struct pollfd p = {lfd, POLLIN, 0};
@@ -176,11 +180,16 @@ static int run_received(struct vm_config *cfg, struct incoming *in, struct migra
     return status;
 }
 
-int incoming_and_run(struct vm_config *cfg, const struct run_hooks *outer)
+int incoming_check(const struct vm_config *cfg)
 {
-    if (check_incoming_options(cfg) < 0)
-        return KILN_EXIT_USAGE;
-    struct incoming in = {.fd = accept_source(cfg->incoming), .outer = outer};
+    return check_incoming_options(cfg) < 0 ? KILN_EXIT_USAGE : KILN_EXIT_OK;
+}
+
+int incoming_and_run(struct vm_config *cfg, int lfd, const struct run_hooks *outer)
+{
+    if (lfd < 0)
+        return KILN_EXIT_DEVICE;
+    struct incoming in = {.fd = accept_source(lfd, cfg->incoming), .outer = outer};
     if (in.fd < 0)
         return in.fd == -EINTR ? KILN_EXIT_OK : KILN_EXIT_DEVICE;
     in.start_ns = monotonic_ns();
