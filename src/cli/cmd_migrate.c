@@ -153,6 +153,9 @@ static int migrate_vm(struct vm_ref *ref, const char *destination)
         show_result(ref, report);
         wait_exit(ref);
         rc = KILN_EXIT_OK;
+    } else if (state && strcmp(state, "cancelled") == 0) {
+        log_error("VM '%s': migration cancelled", ref->name);
+        log_info("VM '%s' runs on here", ref->name);
     } else if (state) {
         log_error("VM '%s': migration %s: %s", ref->name, state,
                   json_string_value(json_object_get(report, "error")));

@@ -50,6 +50,8 @@ struct migration {
     pthread_cond_t cond;
     struct migrate_progress progress;
     bool reported; /* a client read the final progress: the process may exit */
+    uint64_t pass_pages; /* pages the current pass sends */
+    uint64_t pass_base;  /* pages sent before it */
     uint64_t start_ns;
 };
 

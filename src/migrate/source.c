@@ -67,6 +67,8 @@ static void publish_pages(struct page_sender *ps, void *opaque)
     m->progress.pages_sent = ps->pages;
     m->progress.zero_pages = ps->zero_pages;
     m->progress.bytes_sent = ps->bytes;
+    uint64_t done = ps->pages - m->pass_base;
+    m->progress.dirty_pages = done < m->pass_pages ? m->pass_pages - done : 0;
     m->progress.elapsed_ns = monotonic_ns() - m->start_ns;
     pthread_mutex_unlock(&m->lock);
 }
@@ -115,6 +117,8 @@ static int send_pass(struct sender *s, unsigned pass, uint64_t pages)
     pthread_mutex_lock(&s->m->lock);
     s->m->progress.pass = pass;
     s->m->progress.dirty_pages = pages;
+    s->m->pass_pages = pages;
+    s->m->pass_base = s->pages.pages;
     pthread_mutex_unlock(&s->m->lock);
     return send_simple(s, MIGRATE_PASS, p, sizeof(p));
 }
