@@ -251,3 +251,31 @@ int migrate_rx_record(struct migrate_rx *rx, uint16_t type, const uint8_t *paylo
         return -EBADMSG;
     }
 }
+
+int migrate_rx_feed(struct migrate_rx *rx, const uint8_t *data, size_t len, char *err,
+                    size_t errlen)
+{
+    if (len < MIGRATE_HEADER_SIZE) {
+        snprintf(err, errlen, "the stream ended in its header");
+        return -EPIPE;
+    }
+    int ret = migrate_header_check(data, err, errlen);
+    size_t pos = MIGRATE_HEADER_SIZE;
+    while (ret == 0) {
+        struct migrate_record_header h;
+        if (len - pos < MIGRATE_RECORD_HEADER) {
+            snprintf(err, errlen, "the stream ended before END");
+            return -EPIPE;
+        }
+        if ((ret = migrate_record_header_parse(data + pos, &h, err, errlen)) < 0)
+            break;
+        pos += MIGRATE_RECORD_HEADER;
+        if (len - pos < h.len) {
+            snprintf(err, errlen, "the stream ended inside a record");
+            return -EPIPE;
+        }
+        ret = migrate_rx_record(rx, h.type, data + pos, h.len, err, errlen);
+        pos += h.len;
+    }
+    return ret == 1 ? 0 : ret;
+}

@@ -76,6 +76,14 @@ void migrate_rx_free(struct migrate_rx *rx);
 int migrate_rx_record(struct migrate_rx *rx, uint16_t type, const uint8_t *payload, uint32_t len,
                       char *err, size_t errlen);
 
+/*
+ * A whole stream in memory (header, then records), as migrate_receive reads it from a
+ * socket: for tests and fuzzing. Returns 0 after END, -EPIPE if the bytes end first, or
+ * what migrate_header_check / migrate_rx_record return.
+ */
+int migrate_rx_feed(struct migrate_rx *rx, const uint8_t *data, size_t len, char *err,
+                    size_t errlen);
+
 /* Whether `len` bytes at `p` are all zero (the sender's ZERO runs). */
 bool migrate_page_is_zero(const uint8_t *p, size_t len);
 
