@@ -215,6 +215,20 @@ class SlowRelay:
         threading.Thread(target=self._pipe, args=(b, a, False), daemon=True).start()
 
 
+def sender_confined(pid):
+    """Whether the process has a thread named kiln-migrate, in seccomp filter mode (2)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().strip() != "kiln-migrate":
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                return "Seccomp:\t2" in f.read()
+        except OSError:
+            continue
+    return False
+
+
 def t_killed(a, c, tmp):
     port = free_port()
     r = receiver(a, tmp, port)
@@ -225,6 +239,7 @@ def t_killed(a, c, tmp):
     c.check(wait_for(lambda: len(counts(k.text())) >= 70, 20), "the guest dirtied its window")
     migrate(c, k, f"tcp:{HOST}:{relay.port}")
     c.check(wait_for(lambda: relay.relayed > 4 << 20, 20), "the stream is under way")
+    c.check(sender_confined(k.proc.pid), "the sending thread runs under a seccomp filter")
     os.killpg(r.proc.pid, signal.SIGKILL)
     r.wait_exit()
     report = wait_end(k)
