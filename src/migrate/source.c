@@ -21,6 +21,7 @@
 #include "vmm/vm.h"
 
 #define MIGRATE_IO_TIMEOUT_MS 30000 /* a destination silent this long is gone */
+#define MIGRATE_CONNECT_TIMEOUT_MS 5000 /* PUT /migrate waits for the connection */
 #define MIGRATE_MAX_PASSES 30       /* a guest dirtying faster than the link never converges */
 #define MIGRATE_MIN_FINAL_PAGES 256 /* always small enough to send while paused */
 #define MIGRATE_TARGET_DOWNTIME_NS 50000000ULL
@@ -366,7 +367,11 @@ int migration_start(struct migration *m, struct vm *vm, const char *destination,
     int ret = migrate_addr_parse(destination, &addr, err, errlen);
     if (ret < 0)
         return ret;
-    int fd = migrate_connect(&addr, MIGRATE_IO_TIMEOUT_MS);
+    int fd = migrate_connect(&addr, MIGRATE_CONNECT_TIMEOUT_MS);
+    if (fd >= 0 && (ret = migrate_set_timeout(fd, MIGRATE_IO_TIMEOUT_MS)) < 0) {
+        close(fd);
+        fd = ret;
+    }
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", destination, strerror(-fd));
         return fd;

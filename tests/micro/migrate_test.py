@@ -368,7 +368,8 @@ def t_figures(a, c, tmp):
     k = boot_dirty(a, c, tmp, mem=a.mem, dirty=a.dirty, chunk=a.chunk)
     if not k:
         return
-    time.sleep(2)  # let the guest touch its whole window once
+    lines = a.dirty * 256 // a.chunk + 5  # the guest has written its whole window once
+    c.check(wait_for(lambda: len(counts(k.text())) >= lines, 120), "the window is written")
     t0 = time.monotonic()
     migrate(c, k, f"tcp:{HOST}:{port}")
     report = wait_end(k, 300)
