@@ -159,8 +159,9 @@ static void clear_bitmaps(struct sender *s)
 static uint64_t final_budget(struct sender *s)
 {
     uint64_t ns = monotonic_ns() - s->m->start_ns;
-    uint64_t rate = ns ? s->pages.bytes * 1000000000ULL / ns : 0; /* bytes per second */
-    uint64_t pages = rate / 1000000000ULL * MIGRATE_TARGET_DOWNTIME_NS / MIGRATE_PAGE_SIZE;
+    /* bytes sent so far x target / time taken, in doubles: no overflow, no truncation */
+    double bytes = ns ? (double)s->pages.bytes * MIGRATE_TARGET_DOWNTIME_NS / (double)ns : 0;
+    uint64_t pages = (uint64_t)(bytes / MIGRATE_PAGE_SIZE);
     return pages > MIGRATE_MIN_FINAL_PAGES ? pages : MIGRATE_MIN_FINAL_PAGES;
 }
 
@@ -252,7 +253,14 @@ static int final_stage(struct sender *s)
         ret = send_simple(s, MIGRATE_STATE, state, len) ?: send_simple(s, MIGRATE_END, NULL, 0);
     free(state);
     publish_pages(&s->pages, s->m);
-    return ret ?: expect(s, MIGRATE_LOADED, "confirmation that it loaded the VM");
+    uint64_t sent_ns = monotonic_ns();
+    ret = ret ?: expect(s, MIGRATE_LOADED, "confirmation that it loaded the VM");
+    if (ret == 0)
+        log_verbose("migration: paused; %llu pages and the state sent in %.1f ms, loaded "
+                    "there %.1f ms later",
+                    (unsigned long long)n, (double)(sent_ns - s->pause_ns) / 1e6,
+                    (double)(monotonic_ns() - sent_ns) / 1e6);
+    return ret;
 }
 
 /* GO is the point of no return: from then on the destination may be running the VM. */

@@ -609,11 +609,19 @@ int vm_dirty_log_start(struct vm *vm)
 
 int vm_dirty_log_collect(struct vm *vm, unsigned region, uint64_t *bitmap)
 {
-    struct kvm_dirty_log log = {.slot = region, .dirty_bitmap = bitmap};
-    if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0)
-        return -errno;
-    guest_mem_dirty_take(&vm->mem, region, bitmap);
-    return 0;
+    /* KVM_GET_DIRTY_LOG overwrites its buffer; the caller's bits must survive. */
+    size_t words = guest_dirty_words(vm->mem.regions[region].size);
+    uint64_t *kvm_log = calloc(words, sizeof(uint64_t));
+    if (!kvm_log)
+        return -ENOMEM;
+    struct kvm_dirty_log log = {.slot = region, .dirty_bitmap = kvm_log};
+    int ret = ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
+    for (size_t w = 0; ret == 0 && w < words; w++)
+        bitmap[w] |= kvm_log[w];
+    free(kvm_log);
+    if (ret == 0)
+        guest_mem_dirty_take(&vm->mem, region, bitmap);
+    return ret;
 }
 
 static int vm_setup_kvm(struct vm *vm)

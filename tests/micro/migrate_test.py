@@ -101,12 +101,13 @@ def wait_end(k, timeout=60):
     return last
 
 
-def continues(c, src_text, dst, what, more=40):
+def continues(c, src_text, dst, what, more=45):
     """The destination's first count is the source's last + 1 and it counts on, `more`
-    lines without a gap (enough for the guest to check every page of its window again)."""
+    lines without a gap: at least the guest's window in MiB plus a few, so that it checked
+    every page of its window again."""
     before = counts(src_text)
     partial = src_text[src_text.rfind("\n") + 1:]
-    ok = wait_for(lambda: len(counts(partial + dst.text())) >= more, 20)
+    ok = wait_for(lambda: len(counts(partial + dst.text())) >= more, 60)
     after = counts(partial + dst.text())
     c.check(ok and before and after and after[0] == before[-1] + 1,
             f"{what}: the count continues at {before[-1] + 1 if before else '?'} "
@@ -256,7 +257,7 @@ def t_killed(a, c, tmp):
     report = wait_end(k)
     c.check(report.get("state") == "completed", f"a second migration then completes ({report})")
     c.check(k.wait_exit(15) == 0, "the source exits 0")
-    continues(c, k.text(), r2, "after a failed attempt")
+    continues(c, k.text(), r2, "after a failed attempt", more=75)
     r2.stop()
 
 
@@ -365,7 +366,7 @@ def t_garbage(a, c, tmp):
 def t_figures(a, c, tmp):
     port = free_port()
     r = receiver(a, tmp, port)
-    k = boot_dirty(a, c, tmp, mem=a.mem, dirty=a.dirty, chunk=a.chunk)
+    k = boot_dirty(a, c, tmp, mem=a.mem, dirty=a.dirty, chunk=a.chunk, extra=["-v"])
     if not k:
         return
     lines = a.dirty * 256 // a.chunk + 5  # the guest has written its whole window once
@@ -381,7 +382,8 @@ def t_figures(a, c, tmp):
           f"{report.get('pass')} passes, downtime {report.get('downtime_ms', 0):.1f} ms, "
           f"{report.get('pages_sent')} pages ({report.get('zero_pages')} zero)")
     k.wait_exit(15)
-    continues(c, k.text(), r, "figures")
+    print("".join(line + "\n" for line in k.stderr().splitlines() if "migration" in line))
+    continues(c, k.text(), r, "figures", more=lines + 5)
     r.stop()
 
 
