@@ -495,6 +495,10 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
             return ret == -ENOMEM ? ret : -EBADMSG;
         }
         vm_restored_base(vm);
+        /* kiln's own log too, from now on: devices write before the first diff. */
+        ret = guest_mem_dirty_start(&vm->mem);
+        if (ret < 0)
+            return ret;
     } else {
         ret = guest_mem_alloc(&vm->mem, config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
         if (ret < 0)
