@@ -203,11 +203,14 @@ class SlowRelay:
                     time.sleep(len(data) / self.rate)
         except OSError:
             pass
+        # Like a dead process: both connections go away (a socket merely shut down would
+        # go on taking data into its buffer, and the sender would wait for its timeout).
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            s.close()
 
     def _run(self):
         a, _ = self.listener.accept()
