@@ -5,10 +5,10 @@ on 127.0.0.1 (no traffic leaves the machine).
 Usage: migrate_test.py --kiln PATH --guests DIR TEST [--mem MIB --dirty MIB]
 
 TEST is one of:
-  live      PUT /migrate while the guest counts and rewrites memory: the count goes on at the
-            destination from the next number (no gap, no reset), every page the guest checks
-            there holds what it wrote last (no `FAIL dirty` line), the source exits 0, the
-            figures (passes, bytes, downtime) are reported
+  live      PUT /migrate while the guest counts, rewrites memory and has virtio-rng fill
+            buffers: the count goes on at the destination from the next number (no gap, no
+            reset), every page the guest checks there holds what it (or the device) wrote
+            last (no `FAIL dirty` line), the source exits 0, the figures are reported
   cli       kiln create/start/receive/migrate with named VMs: exit 0, the report line, the
             source stopped, the destination counting
   killed    the receiver is killed (SIGKILL) mid-stream, behind a slow relay: the migration
@@ -50,7 +50,7 @@ def free_port():
     return port
 
 
-def boot_dirty(a, c, tmp, name="src", mem=128, dirty=32, chunk=256, extra=()):
+def boot_dirty(a, c, tmp, name="src", mem=128, dirty=32, chunk=256, extra=(), rng=False):
     """A kiln with the API, running dirty.bin; None if that failed."""
     k = Kiln(a.kiln, ["--api-sock", f"{name}.sock"] + list(extra), tmp)
     k.sock = os.path.join(tmp, f"{name}.sock")
@@ -59,7 +59,7 @@ def boot_dirty(a, c, tmp, name="src", mem=128, dirty=32, chunk=256, extra=()):
         return None
     k.request("PUT", "/boot-source", {
         "kernel_image_path": os.path.join(a.guests, "dirty.bin"), "kiln_kernel_format": "raw",
-        "boot_args": f"console=ttyS0 dirty={dirty} chunk={chunk}"})
+        "boot_args": f"console=ttyS0 dirty={dirty} chunk={chunk} rng={int(rng)}"})
     k.request("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": mem})
     st, _, text = k.request("PUT", "/actions", {"action_type": "InstanceStart"})
     ok = st == 204 and wait_for(lambda: len(counts(k.text())) >= 5, 10)
@@ -121,9 +121,11 @@ def continues(c, src_text, dst, what, more=45):
 def t_live(a, c, tmp):
     port = free_port()
     r = receiver(a, tmp, port, ["--rng"])
-    k = boot_dirty(a, c, tmp, extra=["--rng"])
+    k = boot_dirty(a, c, tmp, extra=["--rng"], rng=True)
     if not k:
         return
+    # The device has filled each of the guest's 64 rng buffers once.
+    c.check(wait_for(lambda: len(counts(k.text())) >= 70, 20), "the rng buffers are filled")
     migrate(c, k, f"tcp:{HOST}:{port}")
     report = wait_end(k)
     c.check(report.get("state") == "completed", f"the migration completes ({report})")
@@ -132,7 +134,7 @@ def t_live(a, c, tmp):
             f"{report.get('bytes_sent')} bytes, downtime {report.get('downtime_ms', 0):.1f} ms")
     rc = k.wait_exit(15)
     c.check(rc == 0, f"the source exits 0 after the hand-over (got {rc})")
-    continues(c, k.text(), r, "live")
+    continues(c, k.text(), r, "live", more=75)  # every rng buffer and page checked again
     c.check(r.proc.poll() is None, "the destination runs on")
     c.check(r.stop() == 0, "the destination exits 0 on SIGTERM")
 
