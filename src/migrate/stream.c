@@ -172,10 +172,10 @@ static int rx_run(struct migrate_rx *rx, uint16_t type, const uint8_t *p, uint32
     uint32_t region = get_le32(p);
     uint64_t first = get_le64(p + 4);
     uint32_t count = get_le32(p + 12);
-    bool sized = type == MIGRATE_ZERO
-                     ? count >= 1 && count <= UINT32_MAX / 2
-                     : count >= 1 && count <= MIGRATE_MAX_RUN &&
-                           len == MIGRATE_RUN_HEADER + (uint64_t)count * MIGRATE_PAGE_SIZE;
+    /* A ZERO run may be long (its region bounds it below); PAGES carries its pages. */
+    bool sized = count >= 1 && (type == MIGRATE_ZERO ||
+                                (count <= MIGRATE_MAX_RUN &&
+                                 len == MIGRATE_RUN_HEADER + (uint64_t)count * MIGRATE_PAGE_SIZE));
     if (!sized || region >= rx->mem.nregions) {
         snprintf(err, errlen, "page run: region %u, %u pages in %u bytes", region, count, len);
         return -EBADMSG;
