@@ -25,6 +25,8 @@ static const char kiln_usage[] =
     "  rm         delete a VM's definition and files\n"
     "  snapshot   save a running VM's state and memory into a directory\n"
     "  restore    continue a saved VM in the background (also as a clone)\n"
+    "  migrate    move a running VM, live, to another kiln ('kiln receive' there)\n"
+    "  receive    start a defined VM as the destination of a live migration\n"
     "  help       show this help (or 'kiln COMMAND --help')\n"
     "  version    print kiln's version\n"
     "\n"
@@ -56,7 +58,7 @@ static const struct command commands[] = {
     {"ls", cmd_ls},         {"info", cmd_info},     {"console", cmd_console},
     {"pause", cmd_pause},   {"resume", cmd_resume}, {"stop", cmd_stop},
     {"kill", cmd_kill},     {"rm", cmd_rm},         {"snapshot", cmd_snapshot},
-    {"restore", cmd_restore},
+    {"restore", cmd_restore}, {"migrate", cmd_migrate}, {"receive", cmd_receive},
 };
 
 int main(int argc, char **argv)

@@ -12,6 +12,8 @@
 
 #include "api/vm_spec.h"
 
+struct migrate_progress;
+
 enum api_vm_state {
     API_VM_NOT_STARTED,
     API_VM_RUNNING,
@@ -32,6 +34,12 @@ struct api_ops {
     /* PUT /snapshot/load before any start: the VM continues from the snapshot. */
     int (*snapshot_load)(void *opaque, const char *state_path, const char *mem_path,
                          bool resume, char *err, size_t errlen);
+    /* PUT /migrate: starts sending the VM to `destination` (docs/migration.md). */
+    int (*migrate_start)(void *opaque, const char *destination, char *err, size_t errlen);
+    /* PUT /migrate/cancel: the VM stays here (unless it was handed over already). */
+    int (*migrate_cancel)(void *opaque, char *err, size_t errlen);
+    /* GET /migrate: the current or last migration's progress. */
+    void (*migrate_status)(void *opaque, struct migrate_progress *out);
 };
 
 struct api {

@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/fc_config.h"
+#include "migrate/migrate.h"
 #include "util.h"
 
 #define FAULT_MAX 512
@@ -356,6 +357,54 @@ static unsigned put_snapshot_load(struct request *rq)
     return reply_result(rq, ret);
 }
 
+/* ---- live migration (docs/migration.md) ---- */
+
+static unsigned put_migrate(struct request *rq)
+{
+    static const char *const allowed[] = {"destination", NULL};
+    struct api *api = rq->api;
+    json_t *dest = json_object_get(rq->body, "destination");
+    if (!body_members_known(rq, allowed))
+        return reply_result(rq, -EINVAL);
+    if (!json_is_string(dest) || json_string_length(dest) > 128 ||
+        strlen(json_string_value(dest)) != json_string_length(dest))
+        return reply_result(
+            rq, set_fault(rq, -EINVAL, "migrate: 'destination' must be \"tcp:HOST:PORT\""));
+    if (!api->ops->migrate_start)
+        return reply_result(rq, set_fault(rq, -ENOTSUP, "migrate: not supported here"));
+    int ret = need_running(rq, "migrate")
+                  ?: api->ops->migrate_start(api->opaque, json_string_value(dest), rq->fault,
+                                             FAULT_MAX);
+    return reply_result(rq, ret);
+}
+
+static unsigned put_migrate_cancel(struct request *rq)
+{
+    struct api *api = rq->api;
+    if (json_object_size(rq->body) != 0)
+        return reply_result(rq, set_fault(rq, -EINVAL, "migrate/cancel: expected {}"));
+    if (!api->ops->migrate_cancel)
+        return reply_result(rq, set_fault(rq, -ENOTSUP, "migrate: not supported here"));
+    return reply_result(rq, api->ops->migrate_cancel(api->opaque, rq->fault, FAULT_MAX));
+}
+
+static unsigned get_migrate(struct request *rq)
+{
+    struct api *api = rq->api;
+    struct migrate_progress p = {0};
+    if (api->ops->migrate_status)
+        api->ops->migrate_status(api->opaque, &p);
+    return reply_json(
+        rq, 200,
+        json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s}", "state",
+                  migrate_state_name(p.state), "destination", p.destination, "pass", (int)p.pass,
+                  "ram_pages", (json_int_t)p.ram_pages, "pages_sent", (json_int_t)p.pages_sent,
+                  "zero_pages", (json_int_t)p.zero_pages, "bytes_sent",
+                  (json_int_t)p.bytes_sent, "dirty_pages", (json_int_t)p.dirty_pages,
+                  "elapsed_ms", (double)p.elapsed_ns / 1e6, "downtime_ms",
+                  (double)p.downtime_ns / 1e6, "error", p.error));
+}
+
 /* ---- routing ---- */
 
 enum route_kind { EXACT, WITH_ID };
@@ -384,6 +433,9 @@ static const struct route routes[] = {
     {"PATCH", "/vm", EXACT, false, patch_vm},
     {"PUT", "/snapshot/create", EXACT, false, put_snapshot_create},
     {"PUT", "/snapshot/load", EXACT, true, put_snapshot_load},
+    {"PUT", "/migrate", EXACT, false, put_migrate},
+    {"PUT", "/migrate/cancel", EXACT, false, put_migrate_cancel},
+    {"GET", "/migrate", EXACT, false, get_migrate},
 };
 
 /* Matches `path` against a route; for WITH_ID sets *id to what follows the prefix. */

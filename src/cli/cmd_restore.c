@@ -6,20 +6,14 @@
  * definition, so one snapshot can be restored into several clones.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "cli/api_client.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/vm_launch.h"
@@ -89,73 +83,16 @@ static int define_from_snapshot(const struct vm_ref *ref, const char *dir)
     return KILN_EXIT_OK;
 }
 
-/* Polls GET / until the restored VM answers. Returns 0, or the exit status it died with. */
-static int wait_restored(const struct vm_ref *ref, pid_t pid)
-{
-    struct api_client *api = vm_ref_api(ref, 2000);
-    uint64_t deadline = monotonic_ns() + RESTORE_API_WAIT_MS * 1000000ULL;
-    int rc = KILN_EXIT_VM_FAILED;
-    while (api && monotonic_ns() < deadline) {
-        long status;
-        json_t *reply = NULL;
-        char err[256];
-        if (api_request(api, "GET", "/", NULL, &status, &reply, err, sizeof(err)) == 0) {
-            json_decref(reply);
-            rc = KILN_EXIT_OK;
-            break;
-        }
-        int ws;
-        if (waitpid(pid, &ws, WNOHANG) == pid) {
-            rc = WIFEXITED(ws) && WEXITSTATUS(ws) ? WEXITSTATUS(ws) : KILN_EXIT_VM_FAILED;
-            pid = -1;
-            break;
-        }
-        usleep(5000);
-    }
-    if (api)
-        api_client_close(api);
-    if (rc != KILN_EXIT_OK && pid > 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return rc;
-}
-
 static int restore_vm(const struct vm_ref *ref, const char *dir)
 {
-    struct vm_runtime rt;
-    if (vm_runtime_probe(ref->dir, &rt, true) == 1) {
-        log_error("VM '%s' is running already (pid %d)", ref->name, (int)rt.pid);
-        return KILN_EXIT_VM_STATE;
-    }
-    vm_runtime_clean(ref->dir);
-    char sock[STATE_PATH_MAX], console[STATE_PATH_MAX], log[STATE_PATH_MAX];
-    if (vm_ref_path(ref, VM_FILE_API_SOCK, sock, sizeof(sock)) < 0 ||
-        vm_ref_path(ref, VM_FILE_CONSOLE_SOCK, console, sizeof(console)) < 0 ||
-        vm_ref_path(ref, VM_FILE_CONSOLE_LOG, log, sizeof(log)) < 0 || strlen(sock) >= 108 ||
-        strlen(console) >= 108) {
-        log_error("VM '%s': its directory's path is too long for a Unix socket", ref->name);
-        return KILN_EXIT_USAGE;
-    }
-    char *args[] = {"kiln", "run", "--restore", (char *)dir, "--api-sock", sock,
-                    "--console-sock", console, "--console-log", log, "--id",
-                    (char *)ref->name, NULL};
-    pid_t pid = vm_launch(ref, args);
-    if (pid < 0) {
-        log_error("VM '%s': cannot launch its process: %s", ref->name, strerror(-pid));
-        return KILN_EXIT_RESOURCES;
-    }
-    rt = (struct vm_runtime){.pid = pid, .started_at = time(NULL)};
-    if (proc_start_ticks(pid, &rt.proc_start_ticks) < 0 || vm_runtime_write(ref->dir, &rt) < 0)
-        log_warn("VM '%s': could not record its process", ref->name);
-    int rc = wait_restored(ref, pid);
-    if (rc != KILN_EXIT_OK) {
+    const char *run_args[] = {"--restore", dir};
+    int rc = vm_launch_serving(ref, run_args, 2, RESTORE_API_WAIT_MS);
+    if (rc > 0) {
         log_error("VM '%s' could not be restored from %s", ref->name, dir);
         vm_ref_print_log_tail(ref);
-        vm_runtime_clean(ref->dir);
         return rc;
     }
-    printf("restored VM '%s' from %s (pid %d)\n", ref->name, dir, (int)pid);
+    printf("restored VM '%s' from %s (pid %d)\n", ref->name, dir, -rc);
     return KILN_EXIT_OK;
 }
 

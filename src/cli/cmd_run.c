@@ -345,15 +345,19 @@ int cmd_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     cfg.kvm_path = KVM_DEVICE_PATH;
-    if (cfg.jail.dir && (cfg.config_file || cfg.restore_dir)) {
+    if (cfg.jail.dir && (cfg.config_file || cfg.restore_dir || cfg.incoming)) {
         /* --jail --api-sock works because the VM is built on InstanceStart, before the API
          * thread exists; these boot at once and would need the API thread earlier. */
-        log_error("--jail cannot be combined with --config-file or --restore yet (--api-sock "
-                  "alone is fine)");
+        log_error("--jail cannot be combined with --config-file, --restore or --incoming yet "
+                  "(--api-sock alone is fine)");
         return KILN_EXIT_USAGE;
     }
     if (cfg.jail.dir)
         return run_jailed(&cfg);
+    if (cfg.incoming && incoming_check(&cfg) != KILN_EXIT_OK)
+        return KILN_EXIT_USAGE;
+    if (cfg.incoming && !cfg.api_sock)
+        return incoming_and_run(&cfg, incoming_listen(cfg.incoming), NULL);
     if (cfg.restore_dir)
         return run_restored(&cfg);
     /* Under the API or a config file there is no default guest: the client names one. */

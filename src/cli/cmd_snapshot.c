@@ -33,9 +33,8 @@ static const char snapshot_usage[] =
     "                   snapshot (or the one it was restored from), which must stay\n"
     "  --leave-paused   do not resume the VM afterwards\n"
     "\n"
-    "--diff is refused for VMs with virtio devices (kiln's own writes to guest memory are\n"
-    "not in KVM's dirty log). Exit status: 0 saved; 1 the API refused (its fault message is shown); 2 bad\n"
-    "usage; 5 DIR cannot be created; 7 no such VM; 8 not running or busy.\n";
+    "Exit status: 0 saved; 1 the API refused (its fault message is shown); 2 bad usage;\n"
+    "5 DIR cannot be created; 7 no such VM; 8 not running or busy.\n";
 
 /* DIR, created if needed, as an absolute path: the VM process has its own working dir. */
 static int snapshot_dir(const char *dir, char *abs)

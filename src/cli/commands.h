@@ -19,6 +19,8 @@ int cmd_info(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_receive(int argc, char **argv);
 
 /* Shared between commands. */
 int vm_pause_or_resume(int argc, char **argv, bool pause); /* cmd_pause.c */

@@ -20,6 +20,7 @@
 #include "cli/exit_codes.h"
 #include "cli/run_vm.h"
 #include "jail/jail.h"
+#include "migrate/migrate.h"
 #include "snapshot/snapshot.h"
 #include "util.h"
 #include "vmm/vm.h"
@@ -57,6 +58,8 @@ struct control {
         bool ready; /* built and jailed: run it */
         int fatal;  /* entering the jail failed half-way: exit with this status */
     } *jailed;
+    struct migration migration; /* PUT /migrate: this VM sent elsewhere */
+    int incoming_fd;            /* --incoming: listening before the API answers */
 };
 
 /* ---- API operations (API thread) ---- */
@@ -145,6 +148,10 @@ static int control_snapshot_create(void *opaque, bool diff, const char *state_pa
                                    const char *mem_path, char *err, size_t errlen)
 {
     struct control *ctl = opaque;
+    if (migration_active(&ctl->migration)) {
+        snprintf(err, errlen, "snapshot/create: a migration is under way");
+        return -EBUSY;
+    }
     pthread_mutex_lock(&ctl->lock);
     int ret = -ESRCH;
     uint64_t t0 = monotonic_ns();
@@ -163,6 +170,11 @@ static int control_snapshot_create(void *opaque, bool diff, const char *state_pa
 static int control_with_vm(struct control *ctl, int (*fn)(struct vm *), const char *what,
                            char *err, size_t errlen)
 {
+    /* A migration pauses and resumes the VM itself. */
+    if (migration_active(&ctl->migration)) {
+        snprintf(err, errlen, "%s: a migration is under way (PUT /migrate/cancel stops it)", what);
+        return -EBUSY;
+    }
     pthread_mutex_lock(&ctl->lock);
     /* A config-file VM is "Running" for the API while it still boots: wait for that. */
     while (!ctl->vm && ctl->booting)
@@ -209,6 +221,37 @@ static int control_power_button(void *opaque, char *err, size_t errlen)
     return control_with_vm(opaque, power_button_press, "PowerButton", err, errlen);
 }
 
+/* The migration runs on its own thread; control_finished stops it before the VM goes. */
+static int control_migrate_start(void *opaque, const char *destination, char *err,
+                                 size_t errlen)
+{
+    struct control *ctl = opaque;
+    pthread_mutex_lock(&ctl->lock);
+    int ret = -ESRCH;
+    if (ctl->vm)
+        ret = migration_start(&ctl->migration, ctl->vm, destination, err, errlen);
+    else
+        snprintf(err, errlen, "migrate: the VM is not running");
+    pthread_mutex_unlock(&ctl->lock);
+    return ret;
+}
+
+static int control_migrate_cancel(void *opaque, char *err, size_t errlen)
+{
+    struct control *ctl = opaque;
+    if (!migration_active(&ctl->migration)) {
+        snprintf(err, errlen, "migrate/cancel: no migration is under way");
+        return -EINVAL;
+    }
+    migration_cancel(&ctl->migration);
+    return 0;
+}
+
+static void control_migrate_status(void *opaque, struct migrate_progress *out)
+{
+    migration_progress(&((struct control *)opaque)->migration, out);
+}
+
 static const struct api_ops control_ops = {
     .start = control_start,
     .pause = control_pause,
@@ -217,6 +260,9 @@ static const struct api_ops control_ops = {
     .power_button = control_power_button,
     .snapshot_create = control_snapshot_create,
     .snapshot_load = control_snapshot_load,
+    .migrate_start = control_migrate_start,
+    .migrate_cancel = control_migrate_cancel,
+    .migrate_status = control_migrate_status,
 };
 
 /* ---- the VM's life (main thread) ---- */
@@ -245,6 +291,7 @@ static void control_finished(struct vm *vm, void *opaque)
     pthread_mutex_lock(&ctl->lock);
     ctl->vm = NULL;
     pthread_mutex_unlock(&ctl->lock);
+    migration_stop(&ctl->migration); /* it may still hold the VM */
     (void)vm;
 }
 
@@ -307,6 +354,15 @@ static int control_restore(struct control *ctl, struct vm_config *cli)
     }
     struct run_hooks hooks = {control_booted, control_finished, ctl};
     int status = restore_and_run(cli, state_path, mem_path, &hooks);
+    control_set_booting(ctl, false);
+    return status;
+}
+
+/* `kiln run --incoming ... --api-sock PATH`: the migrated VM runs once it arrived. */
+static int control_incoming(struct control *ctl, struct vm_config *cli)
+{
+    struct run_hooks hooks = {control_booted, control_finished, ctl};
+    int status = incoming_and_run(cli, ctl->incoming_fd, &hooks);
     control_set_booting(ctl, false);
     return status;
 }
@@ -439,6 +495,7 @@ int run_controlled(struct vm_config *cli, const struct jail *jail)
     if (!ctl || !spec || signal_fd < 0)
         goto out_free;
     ctl->wake_fd = -1;
+    migration_init(&ctl->migration);
     pthread_mutex_init(&ctl->lock, NULL);
     pthread_cond_init(&ctl->cond, NULL);
     ctl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -452,9 +509,15 @@ int run_controlled(struct vm_config *cli, const struct jail *jail)
     }
     api_init(&ctl->api, spec, &control_ops, ctl, cli->instance_id);
     /* A config file or a snapshot boots at once: the API sees a started VM at once. */
-    if (cli->config_file || cli->restore_dir) {
+    if (cli->config_file || cli->restore_dir || cli->incoming) {
         api_set_state(&ctl->api, API_VM_RUNNING);
         ctl->booting = true;
+    }
+    /* Listening before the API answers: whoever sees the API may send the VM at once. */
+    ctl->incoming_fd = cli->incoming ? incoming_listen(cli->incoming) : -1;
+    if (cli->incoming && ctl->incoming_fd < 0) {
+        status = KILN_EXIT_DEVICE;
+        goto out_api;
     }
     /* Jailed, the API thread may only start once the jail is entered (control_run_jailed). */
     if (cli->api_sock && (jail ? api_server_open : api_server_start)(
@@ -462,7 +525,9 @@ int run_controlled(struct vm_config *cli, const struct jail *jail)
         status = KILN_EXIT_DEVICE;
         goto out_api;
     }
-    if (cli->restore_dir)
+    if (cli->incoming)
+        status = control_incoming(ctl, cli);
+    else if (cli->restore_dir)
         status = control_restore(ctl, cli);
     else if (cli->config_file)
         status = control_boot(ctl, spec);
@@ -476,6 +541,7 @@ out:
         close(ctl->wake_fd);
     pthread_cond_destroy(&ctl->cond);
     pthread_mutex_destroy(&ctl->lock);
+    migration_destroy(&ctl->migration);
 out_free:
     if (signal_fd >= 0)
         close(signal_fd);

@@ -105,6 +105,12 @@ const char run_options_usage[] =
     "                            give the same devices (--disk, --net, --vsock, --rng,\n"
     "                            --console) as the saved VM had\n"
     "\n"
+    "Live migration (docs/migration.md):\n"
+    "      --incoming tcp:ADDR:PORT  wait on ADDR:PORT for one VM sent by 'kiln migrate'\n"
+    "                            (or PUT /migrate) and run it once it has all arrived and\n"
+    "                            been checked; memory and vCPUs come from the sender; give\n"
+    "                            the same devices as the sending VM has\n"
+    "\n"
     "Other:\n"
     "  -v, --verbose             more messages: run statistics at exit; twice: debug,\n"
     "                            e.g. unclaimed I/O\n"
@@ -113,14 +119,16 @@ const char run_options_usage[] =
     "\n"
     "Exit status:\n"
     "  0  the guest powered off, or rebooted under --no-reboot, or you quit (Ctrl-A x)\n"
-    "  1  the VM failed while running (KVM error, guest crash); details on stderr\n"
+    "  1  the VM failed while running (KVM error, guest crash); details on stderr;\n"
+    "     with --incoming, also: the source cancelled or went away before the hand-over\n"
     "  2  bad command line (unknown option, bad value, no default guest)\n"
     "  3  the kernel, initrd or snapshot could not be used (missing, unreadable, not a\n"
-    "     kernel; a snapshot damaged, truncated or of another version or architecture)\n"
+    "     kernel; a snapshot damaged, truncated or of another version or architecture;\n"
+    "     an incoming migration stream that is malformed)\n"
     "  4  KVM is unavailable (/dev/kvm missing or inaccessible, or lacks a feature)\n"
     "  5  the host cannot provide the resources (memory, threads)\n"
     "  6  a device could not be set up (disk image missing or locked, tap device\n"
-    "     missing, host port in use, socket path unusable)\n"
+    "     missing, host port in use, socket path unusable, --incoming address in use)\n"
     "  9  the jail could not be set up (not root, no namespaces, cgroup v2 or one of its\n"
     "     controllers unavailable); with --jail-cgroup, 5 also means the OOM killer\n"
     "     ended the VM at memory.max\n"
@@ -152,6 +160,7 @@ enum {
     OPT_CONSOLE_SOCK,
     OPT_SECCOMP,
     OPT_RESTORE,
+    OPT_INCOMING,
 };
 
 static const struct option run_long_options[] = {
@@ -181,6 +190,7 @@ static const struct option run_long_options[] = {
     {"console-sock", required_argument, NULL, OPT_CONSOLE_SOCK},
     {"seccomp", required_argument, NULL, OPT_SECCOMP},
     {"restore", required_argument, NULL, OPT_RESTORE},
+    {"incoming", required_argument, NULL, OPT_INCOMING},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -271,6 +281,11 @@ static int parse_one(int opt, const char *arg, struct vm_config *cfg, int *verbo
         return 0;
     case OPT_RESTORE:
         cfg->restore_dir = arg;
+        return 0;
+    case OPT_INCOMING:
+        if (strncmp(arg, "tcp:", 4) != 0)
+            return invalid(err, errlen, "--incoming '%s': expected tcp:ADDR:PORT", arg);
+        cfg->incoming = arg;
         return 0;
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;

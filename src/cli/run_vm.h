@@ -57,6 +57,16 @@ int restore_and_run(struct vm_config *cfg, const char *state_path, const char *m
                     const struct run_hooks *hooks);
 
 /*
+ * `kiln run --incoming tcp:ADDR:PORT` (run_incoming.c). incoming_check refuses options a
+ * migration cannot take (exit status 2); incoming_listen opens the listening socket (or
+ * -errno, logged); incoming_and_run accepts one source on it, receives the VM and runs
+ * it. `hooks` (the API's, or NULL) see the VM once it runs here. Returns the exit status.
+ */
+int incoming_check(const struct vm_config *cfg);
+int incoming_listen(const char *where);
+int incoming_and_run(struct vm_config *cfg, int lfd, const struct run_hooks *hooks);
+
+/*
  * `kiln run --api-sock` / `--config-file` (run_control.c). Returns the exit status. With
  * `jail` (only with --api-sock alone), the API is served by the main thread until
  * InstanceStart, which builds the VM and enters the jail; the API thread starts after that.

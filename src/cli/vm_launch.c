@@ -1,16 +1,23 @@
-/* Launching a VM process in the background, shared by `kiln start` and `kiln restore`. */
+/*
+ * Launching a VM process in the background, shared by `kiln start`, `kiln restore` and
+ * `kiln receive`.
+ */
 #include "cli/vm_launch.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/exit_codes.h"
+#include "cli/api_client.h"
 #include "cli/state_dir.h"
+#include "util.h"
 
 /* The grandchild: a session of its own, no terminal, logs to kiln.log, then exec. */
 static void exec_vmm(const struct vm_ref *ref, char **args, int log_fd)
@@ -62,4 +69,80 @@ pid_t vm_launch(const struct vm_ref *ref, char **args)
     if (child > 0)
         waitpid(child, NULL, 0);
     return r == sizeof(vmm) && vmm > 0 ? vmm : -ECHILD;
+}
+
+/* Polls GET / until the VM answers. Returns 0, or the exit status it died with. */
+static int wait_serving(const struct vm_ref *ref, pid_t pid, unsigned wait_ms)
+{
+    struct api_client *api = vm_ref_api(ref, 2000);
+    uint64_t deadline = monotonic_ns() + wait_ms * 1000000ULL;
+    int rc = KILN_EXIT_VM_FAILED;
+    while (api && monotonic_ns() < deadline) {
+        long status;
+        json_t *reply = NULL;
+        char err[256];
+        if (api_request(api, "GET", "/", NULL, &status, &reply, err, sizeof(err)) == 0) {
+            json_decref(reply);
+            rc = KILN_EXIT_OK;
+            break;
+        }
+        int ws;
+        if (waitpid(pid, &ws, WNOHANG) == pid) {
+            rc = WIFEXITED(ws) && WEXITSTATUS(ws) ? WEXITSTATUS(ws) : KILN_EXIT_VM_FAILED;
+            pid = -1;
+            break;
+        }
+        usleep(5000);
+    }
+    if (api)
+        api_client_close(api);
+    if (rc != KILN_EXIT_OK && pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return rc;
+}
+
+#define LAUNCH_MAX_RUN_ARGS 8
+
+int vm_launch_serving(const struct vm_ref *ref, const char *const *run_args, unsigned nargs,
+                      unsigned wait_ms)
+{
+    struct vm_runtime rt;
+    if (vm_runtime_probe(ref->dir, &rt, true) == 1) {
+        log_error("VM '%s' is running already (pid %d)", ref->name, (int)rt.pid);
+        return KILN_EXIT_VM_STATE;
+    }
+    vm_runtime_clean(ref->dir);
+    char sock[STATE_PATH_MAX], console[STATE_PATH_MAX], log[STATE_PATH_MAX];
+    if (nargs > LAUNCH_MAX_RUN_ARGS || vm_ref_path(ref, VM_FILE_API_SOCK, sock, sizeof(sock)) < 0 ||
+        vm_ref_path(ref, VM_FILE_CONSOLE_SOCK, console, sizeof(console)) < 0 ||
+        vm_ref_path(ref, VM_FILE_CONSOLE_LOG, log, sizeof(log)) < 0 || strlen(sock) >= 108 ||
+        strlen(console) >= 108) {
+        log_error("VM '%s': its directory's path is too long for a Unix socket", ref->name);
+        return KILN_EXIT_USAGE;
+    }
+    char *args[LAUNCH_MAX_RUN_ARGS + 12];
+    unsigned n = 0;
+    args[n++] = "kiln";
+    args[n++] = "run";
+    for (unsigned i = 0; i < nargs; i++)
+        args[n++] = (char *)run_args[i];
+    char *rest[] = {"--api-sock", sock, "--console-sock", console, "--console-log", log,
+                    "--id", (char *)ref->name, NULL};
+    memcpy(args + n, rest, sizeof(rest));
+    pid_t pid = vm_launch(ref, args);
+    if (pid < 0) {
+        log_error("VM '%s': cannot launch its process: %s", ref->name, strerror(-pid));
+        return KILN_EXIT_RESOURCES;
+    }
+    rt = (struct vm_runtime){.pid = pid, .started_at = time(NULL)};
+    if (proc_start_ticks(pid, &rt.proc_start_ticks) < 0 || vm_runtime_write(ref->dir, &rt) < 0)
+        log_warn("VM '%s': could not record its process", ref->name);
+    int rc = wait_serving(ref, pid, wait_ms);
+    if (rc != KILN_EXIT_OK) {
+        vm_runtime_clean(ref->dir);
+        return rc;
+    }
+    return -pid;
 }

@@ -13,4 +13,13 @@
  */
 pid_t vm_launch(const struct vm_ref *ref, char **args);
 
+/*
+ * Launches `kiln run RUN_ARGS... --api-sock ... --console-sock ... --console-log ... --id
+ * NAME` for the locked VM `ref`, records its runtime and waits up to `wait_ms` for its API
+ * to answer. Returns minus the pid (<= 0) once it answers, else an exit status (> 0,
+ * logged; the process is killed and the runtime files removed; a VM running already is 8).
+ */
+int vm_launch_serving(const struct vm_ref *ref, const char *const *run_args, unsigned nargs,
+                      unsigned wait_ms);
+
 #endif

@@ -1,6 +1,9 @@
 #include "mem/guest_mem.h"
 
+#include "mem/dirty.h"
+
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -73,6 +76,8 @@ void guest_mem_free(struct guest_mem *mem)
 {
     if (mem->mapping)
         munmap(mem->mapping, mem->mapping_size);
+    for (unsigned i = 0; i < mem->nregions; i++)
+        free(mem->regions[i].dirty);
     memset(mem, 0, sizeof(*mem));
 }
 
@@ -111,6 +116,7 @@ int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, 
     if (!dst)
         return -EFAULT;
     memcpy(dst, buf, len);
+    guest_mem_mark_dirty(mem, gpa, len);
     return 0;
 }
 

@@ -16,6 +16,7 @@ struct guest_region {
     uint64_t gpa;
     uint64_t size;
     uint8_t *hva;
+    uint64_t *dirty; /* kiln's own writes, a bit per page, once recording started (dirty.h) */
 };
 
 struct guest_mem {

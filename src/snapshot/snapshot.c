@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
+#include "mem/dirty.h"
 #include "snapshot/memory_file.h"
 #include "snapshot/state_file.h"
 #include "util.h"
@@ -367,17 +368,16 @@ static void put_config(struct state_writer *w, const struct vm *vm, const struct
     state_section_end(w);
 }
 
-/* KVM's log of the pages written since the last snapshot (and clears it). */
+/* The pages written since the last snapshot, by the guest and by devices (and clears it). */
 static int get_dirty_log(struct vm *vm, struct save_job *job)
 {
     for (unsigned i = 0; i < vm->mem.nregions; i++) {
-        uint64_t pages = vm->mem.regions[i].size / SNAPSHOT_PAGE;
-        job->dirty[i] = calloc((size_t)((pages + 63) / 64), sizeof(uint64_t));
+        job->dirty[i] = calloc(guest_dirty_words(vm->mem.regions[i].size), sizeof(uint64_t));
         if (!job->dirty[i])
             return -ENOMEM;
-        struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = job->dirty[i]};
-        if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0)
-            return -errno;
+        int ret = vm_dirty_log_collect(vm, i, (uint64_t *)job->dirty[i]);
+        if (ret < 0)
+            return ret;
     }
     return 0;
 }
@@ -470,7 +470,7 @@ static int capture_state(struct vm *vm, struct save_job *job, struct state_write
     } else if (job->kind == SNAPSHOT_DIFF) {
         job->log_touched = true;
         if ((ret = get_dirty_log(vm, job)) < 0)
-            snprintf(err, errlen, "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+            snprintf(err, errlen, "reading the dirty-page log: %s", strerror(-ret));
     } else {
         job->log_touched = true;
         if ((ret = vm_dirty_log_start(vm)) < 0)
@@ -495,7 +495,7 @@ static void set_base(struct vm *vm, uint64_t id, const char *state_path, const c
 }
 
 /* Never a snapshot that silently loses a device's state, nor one taken mid-I/O. */
-static int freeze_devices(struct vm *vm, unsigned *frozen, char *err, size_t errlen)
+int snapshot_freeze(struct vm *vm, unsigned *frozen, char *err, size_t errlen)
 {
     for (*frozen = 0; *frozen < vm->nvirtio; (*frozen)++) {
         struct virtio_device *vdev = vm->virtio[*frozen];
@@ -524,20 +524,38 @@ static uint64_t random_id(void)
     return id;
 }
 
+void snapshot_thaw(struct vm *vm, unsigned frozen)
+{
+    for (unsigned i = 0; i < frozen; i++)
+        virtio_pci_thaw(vm->virtio[i]);
+}
+
+int snapshot_capture(struct vm *vm, uint8_t **data, size_t *len, char *err, size_t errlen)
+{
+    struct save_job job = {.kind = SNAPSHOT_FULL, .id = random_id()};
+    struct state_writer w;
+    state_writer_init(&w);
+    const uint8_t *bytes;
+    int ret = capture_state(vm, &job, &w, err, errlen);
+    if (ret == 0 && (ret = state_writer_finish(&w, &bytes, len)) < 0)
+        snprintf(err, errlen, "building the state: %s", strerror(-ret));
+    if (ret == 0 && !(*data = malloc(*len)))
+        ret = -ENOMEM;
+    if (ret == 0)
+        memcpy(*data, bytes, *len);
+    vm->snapshot_base.valid = false; /* the dirty log restarted */
+    state_writer_free(&w);
+    return ret;
+}
+
 int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_path,
                     const char *mem_path, char *err, size_t errlen)
 {
-    /* kiln's own writes to guest RAM (virtio) are not in KVM's dirty log. */
-    if (kind == SNAPSHOT_DIFF && vm->nvirtio) {
-        snprintf(err, errlen, "Diff snapshots of VMs with virtio devices are not supported "
-                              "(device writes to guest memory are not in KVM's dirty log)");
-        return -ENOTSUP;
-    }
     struct save_job job = {.kind = kind, .id = random_id()};
     struct state_writer w;
     state_writer_init(&w);
     unsigned frozen = 0;
-    int ret = freeze_devices(vm, &frozen, err, errlen);
+    int ret = snapshot_freeze(vm, &frozen, err, errlen);
     if (ret == 0)
         ret = capture_state(vm, &job, &w, err, errlen);
     const uint8_t *data;
@@ -549,8 +567,7 @@ int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_pa
         snprintf(err, errlen, "memory file '%s': %s", mem_path, strerror(-ret));
     if (ret == 0 && (ret = write_file_atomic(state_path, data, len)) < 0)
         snprintf(err, errlen, "state file '%s': %s", state_path, strerror(-ret));
-    for (unsigned i = 0; i < frozen; i++)
-        virtio_pci_thaw(vm->virtio[i]);
+    snapshot_thaw(vm, frozen);
     if (ret == 0)
         set_base(vm, job.id, state_path, mem_path);
     else if (job.log_touched)

@@ -87,6 +87,16 @@ void snapshot_free(struct snapshot *snap);
 int snapshot_create(struct vm *vm, enum snapshot_kind kind, const char *state_path,
                     const char *mem_path, char *err, size_t errlen);
 
+/*
+ * Live migration (migrate/send.c) sends the same state without a memory file. Freeze
+ * waits until every virtio device is idle and holds its queue kicks back (thaw releases
+ * `frozen` of them, also after a failure); capture builds the state file of a paused,
+ * frozen VM in malloc'd memory, and restarts the dirty log. 0 or -errno with `err`.
+ */
+int snapshot_freeze(struct vm *vm, unsigned *frozen, char *err, size_t errlen);
+void snapshot_thaw(struct vm *vm, unsigned frozen);
+int snapshot_capture(struct vm *vm, uint8_t **data, size_t *len, char *err, size_t errlen);
+
 /* DIR/state and DIR/memory. -ENAMETOOLONG if they do not fit. */
 int snapshot_dir_paths(const char *dir, char *state, size_t slen, char *mem, size_t mlen);
 

@@ -144,9 +144,13 @@ static void blk_release(struct virtio_blk *blk, struct blk_req *req)
 static void blk_complete(struct virtio_blk *blk, struct blk_req *req, int status)
 {
     if (!blk->draining) {
+        struct virtq *vq = &blk->vdev.queues[0];
         *req->status = (uint8_t)status;
         uint32_t len = status == VIRTIO_BLK_S_OK ? req->used_ok : req->used_err;
-        virtq_push(&blk->vdev.queues[0], req->elem.head, len);
+        /* The data segments (trimmed in place) and the status byte cut off their end. */
+        virtq_written(vq, &req->elem);
+        virtq_written_iov(vq, &(struct iovec){req->status, 1}, 1);
+        virtq_push(vq, req->elem.head, len);
         blk->pushed = true;
     }
     blk_release(blk, req);

@@ -96,6 +96,7 @@ static size_t vcon_fill(struct virtio_console *vc, const uint8_t *buf, size_t le
         if (ret != 1)
             break;
         size_t n = iov_from_buf(elem->iov + elem->out_num, elem->in_num, 0, buf + done, len - done);
+        virtq_written(vq, elem);
         virtq_push(vq, elem->head, (uint32_t)n); /* a buffer with no room goes back empty */
         done += n;
     }

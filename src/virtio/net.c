@@ -34,29 +34,6 @@ static void net_kick_self(struct virtio_net *n, unsigned q)
     }
 }
 
-/*
- * Publishes `count` used elements with a single used->idx update (§2.7.8). A merged frame
- * must appear all at once: a driver polling meanwhile would otherwise see its first buffer
- * without the rest (Linux drops such a frame as an rx length error). virtq_push publishes
- * one element at a time, so this does the same steps for a batch; it belongs next to
- * virtq_push in virtqueue.c (the ring layout is §2.7.8: flags, idx, then 8-byte elements).
- */
-static void net_used_publish(struct virtq *vq, const struct virtio_net_used *used, unsigned count)
-{
-    if (!vq->state.ready || count == 0)
-        return;
-    uint16_t idx = vq->state.used_idx;
-    for (unsigned i = 0; i < count; i++, idx++) {
-        uint8_t *e = vq->used + 4 + 8 * (size_t)(idx & (vq->state.size - 1));
-        uint32_t id = used[i].head;
-        memcpy(e, &id, 4);
-        memcpy(e + 4, &used[i].len, 4);
-    }
-    vq->state.used_idx = idx;
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    __atomic_store_n((uint16_t *)(vq->used + 2), idx, __ATOMIC_RELAXED);
-}
-
 /* ---- receive: backend -> guest ---- */
 
 static void net_rx_pause(struct virtio_net *n)
@@ -88,6 +65,7 @@ static void net_rx_finish_header(struct virtio_net *n, const uint8_t *frame)
     net_hdr_encode(&h, raw);
     struct virtq_elem *e = &n->rx_first;
     iov_from_buf(e->iov + e->out_num, e->in_num, 0, raw, sizeof(raw));
+    virtq_written(&n->vdev.queues[VIRTIO_NET_RXQ], e);
 }
 
 /* Takes the next receive buffer: the spare one first. 1, 0 (none) or -EIO. */
@@ -136,11 +114,12 @@ static int net_rx_place(struct virtio_net *n, const uint8_t *frame, size_t len, 
         }
         size_t chunk = len - n->rx_off < e->in_len ? len - n->rx_off : e->in_len;
         iov_from_buf(e->iov + e->out_num, e->in_num, 0, frame + n->rx_off, chunk);
-        n->rx_used[n->rx_nused++] = (struct virtio_net_used){e->head, (uint32_t)chunk};
+        virtq_written(vq, e);
+        n->rx_used[n->rx_nused++] = (struct virtq_used){e->head, (uint32_t)chunk};
         n->rx_off += chunk;
     }
     net_rx_finish_header(n, frame);
-    net_used_publish(vq, n->rx_used, n->rx_nused);
+    virtq_push_batch(vq, n->rx_used, n->rx_nused);
     n->rx_off = 0;
     n->rx_nused = 0;
     n->rx_frames++;

@@ -44,11 +44,6 @@ struct virtio_net_state {
     uint16_t mtu; /* advised with VIRTIO_NET_F_MTU when not 0 */
 };
 
-struct virtio_net_used {
-    uint16_t head;
-    uint32_t len;
-};
-
 struct virtio_net {
     struct virtio_device vdev;
     struct netdev *be;
@@ -60,7 +55,7 @@ struct virtio_net {
      */
     size_t rx_off;                   /* bytes of the frame already in guest buffers */
     unsigned rx_nused;               /* buffers filled for it */
-    struct virtio_net_used *rx_used; /* VIRTQ_MAX_SIZE entries */
+    struct virtq_used *rx_used;      /* VIRTQ_MAX_SIZE entries */
     struct virtq_elem rx_first;      /* its first buffer: num_buffers goes in that header */
     struct virtq_elem rx_elem;       /* the buffers after the first */
     bool rx_spare;                   /* rx_first was popped but holds nothing yet */

@@ -41,7 +41,9 @@ static void rng_queue_notify(struct virtio_device *vdev, unsigned q)
         virtq_disable_notify(vq);
         int ret;
         while ((ret = virtq_pop(vq, vdev->mem, &elem)) == 1) {
-            virtq_push(vq, elem.head, rng_fill(&elem));
+            uint32_t len = rng_fill(&elem);
+            virtq_written(vq, &elem);
+            virtq_push(vq, elem.head, len);
             pushed = true;
         }
         if (ret < 0) {

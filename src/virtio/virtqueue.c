@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "mem/dirty.h"
 #include "mem/guest_mem.h"
 
 /* Split ring layout, virtio 1.2 §2.7.5-2.7.8 (all fields little-endian, as is x86). */
@@ -44,6 +45,13 @@ static void store16(uint8_t *p, uint16_t v)
     __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED);
 }
 
+/* The used ring is the device's: every store into it is a write to guest RAM. */
+static void used_store16(struct virtq *vq, size_t off, uint16_t v)
+{
+    store16(vq->used + off, v);
+    guest_mem_mark_dirty_hva(vq->mem, vq->used + off, 2);
+}
+
 int virtq_enable(struct virtq *vq, const struct guest_mem *mem, bool event_idx)
 {
     uint16_t size = vq->state.size;
@@ -59,6 +67,7 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem, bool event_idx)
         virtq_disable(vq);
         return -EINVAL;
     }
+    vq->mem = mem;
     vq->event_idx = event_idx;
     vq->broken = false;
     vq->state.last_avail = 0;
@@ -182,19 +191,50 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct virtq_elem *
     return 1;
 }
 
+static void used_put(struct virtq *vq, uint16_t idx, uint16_t head, uint32_t len)
+{
+    uint8_t *e = vq->used + USED_RING_OFF + (size_t)USED_ELEM_SIZE * (idx & (vq->state.size - 1));
+    uint32_t id = head;
+    memcpy(e, &id, 4);
+    memcpy(e + 4, &len, 4);
+    guest_mem_mark_dirty_hva(vq->mem, e, USED_ELEM_SIZE);
+}
+
+/* The elements must be visible before the index that publishes them (§2.7.14). */
+static void used_publish(struct virtq *vq, uint16_t idx)
+{
+    vq->state.used_idx = idx;
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    used_store16(vq, 2, idx);
+}
+
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 {
     if (!vq->state.ready)
         return;
-    uint16_t slot = vq->state.used_idx & (vq->state.size - 1);
-    uint8_t *e = vq->used + USED_RING_OFF + (size_t)USED_ELEM_SIZE * slot;
-    uint32_t id = head;
-    memcpy(e, &id, 4);
-    memcpy(e + 4, &len, 4);
-    vq->state.used_idx++;
-    /* The element must be visible before the index that publishes it (§2.7.14). */
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    store16(vq->used + 2, vq->state.used_idx);
+    used_put(vq, vq->state.used_idx, head, len);
+    used_publish(vq, (uint16_t)(vq->state.used_idx + 1));
+}
+
+void virtq_push_batch(struct virtq *vq, const struct virtq_used *used, unsigned count)
+{
+    if (!vq->state.ready || count == 0)
+        return;
+    uint16_t idx = vq->state.used_idx;
+    for (unsigned i = 0; i < count; i++, idx++)
+        used_put(vq, idx, used[i].head, used[i].len);
+    used_publish(vq, idx);
+}
+
+void virtq_written_iov(const struct virtq *vq, const struct iovec *iov, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        guest_mem_mark_dirty_hva(vq->mem, iov[i].iov_base, iov[i].iov_len);
+}
+
+void virtq_written(const struct virtq *vq, const struct virtq_elem *elem)
+{
+    virtq_written_iov(vq, elem->iov + elem->out_num, elem->in_num);
 }
 
 bool virtq_should_interrupt(struct virtq *vq)
@@ -221,7 +261,7 @@ void virtq_disable_notify(struct virtq *vq)
 {
     if (!vq->state.ready || vq->event_idx)
         return; /* with EVENT_IDX, simply not moving avail_event suppresses notifications */
-    store16(vq->used, USED_F_NO_NOTIFY);
+    used_store16(vq, 0, USED_F_NO_NOTIFY);
 }
 
 bool virtq_enable_notify(struct virtq *vq)
@@ -229,10 +269,10 @@ bool virtq_enable_notify(struct virtq *vq)
     if (!vq->state.ready)
         return false;
     if (vq->event_idx)
-        store16(vq->used + USED_RING_OFF + (size_t)USED_ELEM_SIZE * vq->state.size,
-                vq->state.last_avail);
+        used_store16(vq, USED_RING_OFF + (size_t)USED_ELEM_SIZE * vq->state.size,
+                     vq->state.last_avail);
     else
-        store16(vq->used, 0);
+        used_store16(vq, 0, 0);
     /* Publish the request before re-checking, or a notification could be lost. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     return virtq_has_work(vq);

@@ -35,6 +35,7 @@ struct virtq {
     struct virtq_state state;
     bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
     bool broken;    /* a malformed chain was seen; stop using the queue */
+    const struct guest_mem *mem; /* set by virtq_enable: the RAM the rings live in */
     /* Host views of the rings, checked once when the queue is enabled. */
     uint8_t *desc;
     uint8_t *avail;
@@ -66,6 +67,26 @@ int virtq_pop(struct virtq *vq, const struct guest_mem *mem, struct virtq_elem *
 
 /* Hands a chain back with `len` bytes written to its writable part. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
+
+/* One used element for virtq_push_batch. */
+struct virtq_used {
+    uint16_t head;
+    uint32_t len;
+};
+/*
+ * Hands `count` chains back with a single used->idx update (§2.7.8), so a driver polling
+ * meanwhile sees all of them or none (a merged virtio-net frame must appear at once).
+ */
+void virtq_push_batch(struct virtq *vq, const struct virtq_used *used, unsigned count);
+
+/*
+ * Records that the device wrote the writable segments of `elem` (guest_mem_mark_dirty):
+ * call it once the data is in place and before the chain is pushed, so that migration and
+ * diff snapshots carry what devices put into guest RAM. virtq_push records the used ring.
+ */
+void virtq_written(const struct virtq *vq, const struct virtq_elem *elem);
+/* The same for `n` segments the device wrote outside an element's own list. */
+void virtq_written_iov(const struct virtq *vq, const struct iovec *iov, unsigned n);
 
 /* Whether the driver wants an interrupt for what was pushed since the last one. */
 bool virtq_should_interrupt(struct virtq *vq);

@@ -68,6 +68,7 @@ static void vsock_rx_put(struct virtio_vsock *dev, const struct vsock_hdr *hdr)
     uint8_t raw[VSOCK_HDR_SIZE];
     vsock_hdr_encode(hdr, raw);
     iov_from_buf(e->iov + e->out_num, e->in_num, 0, raw, sizeof(raw));
+    virtq_written(&dev->vdev.queues[VSOCK_QUEUE_RX], e); /* the payload was read in before */
     virtq_push(&dev->vdev.queues[VSOCK_QUEUE_RX], e->head, VSOCK_HDR_SIZE + hdr->len);
     dev->rx_held = false;
     dev->rx_pushed = true;

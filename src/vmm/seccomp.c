@@ -114,6 +114,8 @@ static const int api_calls[] = {
     SCMP_SYS(open),        SCMP_SYS(openat),     SCMP_SYS(ftruncate),  SCMP_SYS(pwrite64),
     SCMP_SYS(fsync),       SCMP_SYS(rename),     SCMP_SYS(renameat),   SCMP_SYS(renameat2),
     SCMP_SYS(unlink),      SCMP_SYS(unlinkat),   SCMP_SYS(readlink),   SCMP_SYS(getcwd),
+    /* live migration: connect to the destination, start the thread that streams the VM */
+    SCMP_SYS(connect),     SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
 };
 
 /*
@@ -130,6 +132,7 @@ static const unsigned long vmm_ioctls[] = {
     KVM_IRQ_LINE, KVM_CREATE_VCPU, KVM_SET_CPUID2, KVM_SET_FPU, KVM_SET_LAPIC, KVM_GET_LAPIC,
     KVM_SET_MSRS, KVM_SET_REGS, KVM_GET_REGS, KVM_SET_SREGS, KVM_GET_SREGS,
     TUNSETOFFLOAD, TCGETS, TCSETS, TCSETSW, TIOCGWINSZ, FIONBIO, FIONREAD,
+    KVM_GET_CLOCK, KVM_SET_CLOCK, /* a migrated VM resumes on the main thread (--incoming) */
 };
 static const unsigned long vcpu_ioctls[] = {
     KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, /* the run loop and its crash dump */
@@ -275,6 +278,15 @@ static int rule_vmm(scmp_filter_ctx ctx)
 static int rule_api(scmp_filter_ctx ctx)
 {
     int ret = rule_tgkill(ctx);
+    /* PUT /migrate (migrate/source.c): a TCP connection to the destination, then the
+     * migration thread, which inherits this filter. IP sockets only; threads, not processes. */
+    static const int families[] = {AF_INET, AF_INET6};
+    for (unsigned i = 0; i < ARRAY_SIZE(families) && ret == 0; i++)
+        ret = allow(ctx, SCMP_SYS(socket), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)families[i], 0));
+    ret = ret ?: allow(ctx, SCMP_SYS(clone), 1,
+                       arg_is(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    ret = ret ?: allow(ctx, SCMP_SYS(prctl), 1, arg_is(0, SCMP_CMP_EQ, PR_SET_NAME, 0));
     static const int fcntls[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
     for (unsigned i = 0; i < ARRAY_SIZE(fcntls) && ret == 0; i++)
         ret = allow(ctx, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
@@ -517,7 +529,7 @@ void seccomp_test_trigger(enum seccomp_thread_kind kind)
         char *const argv[] = {"true", NULL};
         execve("/nonexistent/kiln-seccomp-test", argv, argv + 1); /* no thread may exec */
     } else {
-        int fd = socket(AF_INET, SOCK_DGRAM, 0); /* only the main thread makes sockets */
+        int fd = socket(AF_UNIX, SOCK_DGRAM, 0); /* only the main thread makes Unix sockets */
         if (fd >= 0)
             close(fd);
     }

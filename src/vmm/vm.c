@@ -18,6 +18,7 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
 #include "console/console_sock.h"
+#include "mem/dirty.h"
 #include "snapshot/snapshot.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
@@ -482,7 +483,10 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
     }
     vm_init_devices(vm);
     /* After the console and devices exist, so that vm_destroy() can undo a failure here. */
-    if (config->restore) {
+    if (config->restore && config->incoming_mem) {
+        vm->mem = *config->incoming_mem; /* received by a migration: the VM's own now */
+        memset(config->incoming_mem, 0, sizeof(*config->incoming_mem));
+    } else if (config->restore) {
         char err[256];
         ret = snapshot_map_memory(config->restore, config->restore_mem_path, &vm->mem, err,
                                   sizeof(err));
@@ -491,6 +495,10 @@ int vm_create(struct vm *vm, const struct vm_config *config, struct kvm *kvm,
             return ret == -ENOMEM ? ret : -EBADMSG;
         }
         vm_restored_base(vm);
+        /* kiln's own log too, from now on: devices write before the first diff. */
+        ret = guest_mem_dirty_start(&vm->mem);
+        if (ret < 0)
+            return ret;
     } else {
         ret = guest_mem_alloc(&vm->mem, config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
         if (ret < 0)
@@ -581,25 +589,43 @@ static int vm_set_memory_slots(struct vm *vm)
 
 int vm_dirty_log_start(struct vm *vm)
 {
+    int ret = guest_mem_dirty_start(&vm->mem);
+    if (ret < 0)
+        return ret;
     if (!vm->dirty_log) {
         vm->dirty_log = true;
-        int ret = vm_set_memory_slots(vm); /* a slot that starts logging starts clean */
+        ret = vm_set_memory_slots(vm); /* a slot that starts logging starts clean */
         if (ret < 0)
             vm->dirty_log = false;
         return ret;
     }
     for (unsigned i = 0; i < vm->mem.nregions; i++) {
-        size_t pages = vm->mem.regions[i].size / 4096;
-        uint64_t *bitmap = calloc((pages + 63) / 64, sizeof(uint64_t));
+        uint64_t *bitmap = calloc(guest_dirty_words(vm->mem.regions[i].size), sizeof(uint64_t));
         if (!bitmap)
             return -ENOMEM;
-        struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = bitmap};
-        int ret = ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
+        ret = vm_dirty_log_collect(vm, i, bitmap);
         free(bitmap);
         if (ret < 0)
             return ret;
     }
     return 0;
+}
+
+int vm_dirty_log_collect(struct vm *vm, unsigned region, uint64_t *bitmap)
+{
+    /* KVM_GET_DIRTY_LOG overwrites its buffer; the caller's bits must survive. */
+    size_t words = guest_dirty_words(vm->mem.regions[region].size);
+    uint64_t *kvm_log = calloc(words, sizeof(uint64_t));
+    if (!kvm_log)
+        return -ENOMEM;
+    struct kvm_dirty_log log = {.slot = region, .dirty_bitmap = kvm_log};
+    int ret = ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
+    for (size_t w = 0; ret == 0 && w < words; w++)
+        bitmap[w] |= kvm_log[w];
+    free(kvm_log);
+    if (ret == 0)
+        guest_mem_dirty_take(&vm->mem, region, bitmap);
+    return ret;
 }
 
 static int vm_setup_kvm(struct vm *vm)

@@ -136,11 +136,17 @@ int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
 
 /*
- * Turns on KVM's dirty-page logging for every RAM slot (or, when it is on, clears the log):
- * from now on KVM_GET_DIRTY_LOG returns what the guest wrote. Call with run_lock held and
- * the VM paused. Returns 0 or -errno.
+ * Turns on dirty-page logging for every RAM slot, KVM's and kiln's own (or, when it is on,
+ * clears the logs): from now on vm_dirty_log_collect returns what was written. Call with
+ * run_lock held and the VM paused. Returns 0 or -errno.
  */
 int vm_dirty_log_start(struct vm *vm);
+/*
+ * The pages written since the last collect or start, by the guest (KVM_GET_DIRTY_LOG) and
+ * by kiln's devices (mem/dirty.h), ORed into `bitmap` (guest_dirty_words(size) words, one
+ * bit per page of region `region`) and cleared. The guest may run meanwhile. 0 or -errno.
+ */
+int vm_dirty_log_collect(struct vm *vm, unsigned region, uint64_t *bitmap);
 
 /* Called by a vCPU thread between exits: parks it while the VM is paused. */
 void vm_vcpu_park_if_paused(struct vm *vm, struct vcpu *vcpu);

@@ -9,6 +9,7 @@
 
 #include "jail/jail_config.h"
 struct snapshot;
+struct guest_mem;
 
 enum kernel_format {
     KERNEL_FORMAT_AUTO,    /* bzImage or ELF, by magic number */
@@ -101,6 +102,9 @@ struct vm_config {
     const char *restore_state_path;
     const char *restore_mem_path;
     bool restore_paused; /* the restored VM waits for a resume (API: resume_vm false) */
+    /* kiln run --incoming tcp:ADDR:PORT: the VM arrives by live migration (docs/migration.md). */
+    const char *incoming;
+    struct guest_mem *incoming_mem; /* RAM received with `restore`; vm_create takes it over */
 };
 
 #endif

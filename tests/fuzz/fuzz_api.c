@@ -37,8 +37,17 @@ static int op_snapshot_load(void *opaque, const char *state_path, const char *me
     return 0;
 }
 
-static const struct api_ops ops = {op_start, op_ok, op_ok, op_ok, op_ok, op_snapshot_create,
-                                   op_snapshot_load};
+static int op_migrate_start(void *opaque, const char *destination, char *err, size_t errlen)
+{
+    return 0;
+}
+
+static void op_migrate_status(void *opaque, struct migrate_progress *out)
+{
+}
+
+static const struct api_ops ops = {op_start,         op_ok, op_ok, op_ok, op_ok, op_snapshot_create,
+                                   op_snapshot_load, op_migrate_start, op_ok, op_migrate_status};
 
 /* One request: "METHOD PATH\n" then the body. A request without a newline has no body. */
 static void one_request(struct api *api, const char *req, size_t len)

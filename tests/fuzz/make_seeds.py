@@ -319,6 +319,31 @@ def seeds_device_options():
     yield "mac", b"\3" + b"52:54:00:ab:cd:ef"
 
 
+# ---- live migration: a stream (migrate/stream.h) carrying a small VM ----
+def mig_record(rtype, payload=b""):
+    return struct.pack("<HHI", rtype, 0, len(payload)) + payload
+
+
+def mig_run(rtype, first, count, data=b""):
+    return mig_record(rtype, struct.pack("<IQI", 0, first, count) + data)
+
+
+def seeds_migrate_stream():
+    """A whole 8 MiB migration with the snapshot corpus's state file; an even first byte
+    stands for the stream header (fuzz_migrate_stream.c)."""
+    with open(os.path.join(CORPUS, "snapshot", "count-2vcpu-blk-rng"), "rb") as f:
+        state = f.read()
+    mem = 8 << 20
+    setup = mig_record(1, struct.pack("<QI", mem, 1) + struct.pack("<QQ", 0, mem))
+    records = (setup + mig_record(4, struct.pack("<IQ", 1, 2048)) +
+               mig_run(2, 256, 2, bytes(range(256)) * 32) + mig_run(3, 0, 256) +
+               mig_run(3, 258, 1790) + mig_record(4, struct.pack("<IQ", 2, 1)) +
+               mig_run(2, 300, 1, b"\x5a" * 4096) + mig_record(5, state) + mig_record(6))
+    yield "whole-stream", b"KILNMIGR" + struct.pack("<II", 1, 0) + records
+    yield "records-only", b"\0" + records
+    yield "setup-only", b"\0" + setup + mig_record(6)
+
+
 def main():
     targets = {name[len("seeds_"):]: fn for name, fn in globals().items()
                if name.startswith("seeds_")}

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "api/api.h"
+#include "migrate/migrate.h"
 
 struct fake_vm {
     int starts, pauses, resumes;
@@ -17,6 +18,8 @@ struct fake_vm {
     int snapshots, diffs, loads;
     char snap_state[256], snap_mem[256];
     bool load_resume;
+    int migrations, cancels;
+    char destination[160];
 };
 
 static int fake_start(void *opaque, const struct vm_spec *spec, char *err, size_t errlen)
@@ -68,9 +71,29 @@ static int fake_snapshot_load(void *opaque, const char *state_path, const char *
     return 0;
 }
 
-static const struct api_ops fake_ops = {fake_start,           fake_pause,         fake_resume,
-                                        fake_unsupported,     fake_unsupported,
-                                        fake_snapshot_create, fake_snapshot_load};
+static int fake_migrate_start(void *opaque, const char *destination, char *err, size_t errlen)
+{
+    struct fake_vm *f = opaque;
+    f->migrations++;
+    snprintf(f->destination, sizeof(f->destination), "%s", destination);
+    return 0;
+}
+
+static int fake_migrate_cancel(void *opaque, char *err, size_t errlen)
+{
+    ((struct fake_vm *)opaque)->cancels++;
+    return 0;
+}
+
+static void fake_migrate_status(void *opaque, struct migrate_progress *out)
+{
+    *out = (struct migrate_progress){.state = MIGRATE_ACTIVE, .pass = 2, .bytes_sent = 12345};
+}
+
+static const struct api_ops fake_ops = {
+    fake_start,          fake_pause,          fake_resume,         fake_unsupported,
+    fake_unsupported,    fake_snapshot_create, fake_snapshot_load, fake_migrate_start,
+    fake_migrate_cancel, fake_migrate_status};
 
 static struct api api;
 static struct fake_vm fake;
@@ -241,6 +264,28 @@ static void random_requests(void **state)
 }
 
 /* PUT /snapshot/create needs a paused VM and both paths; Diff is refused, not faked. */
+static void migrate_rules(void **state)
+{
+    const char *dest = "{\"destination\": \"tcp:127.0.0.1:4444\"}";
+    assert_int_equal(req("PUT", "/migrate", dest), 400); /* not started */
+    assert_int_equal(req("PUT", "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 204);
+    assert_int_equal(req("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"), 204);
+    assert_int_equal(req("PUT", "/migrate", "{}"), 400);
+    assert_int_equal(req("PUT", "/migrate", "{\"destination\": 7}"), 400);
+    assert_int_equal(req("PUT", "/migrate", "{\"destination\": \"tcp:a:1\", \"x\": 1}"), 400);
+    assert_int_equal(req("PUT", "/migrate/cancel", "{\"now\": true}"), 400);
+    assert_int_equal(fake.migrations, 0);
+    assert_int_equal(req("PUT", "/migrate", dest), 204);
+    assert_int_equal(fake.migrations, 1);
+    assert_string_equal(fake.destination, "tcp:127.0.0.1:4444");
+    assert_int_equal(req("GET", "/migrate", NULL), 200);
+    assert_non_null(strstr(reply_body, "\"state\":\"active\""));
+    assert_non_null(strstr(reply_body, "\"pass\":2"));
+    assert_non_null(strstr(reply_body, "\"bytes_sent\":12345"));
+    assert_int_equal(req("PUT", "/migrate/cancel", "{}"), 204);
+    assert_int_equal(fake.cancels, 1);
+}
+
 static void snapshot_create_rules(void **state)
 {
     const char *full = "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"/s/state\", "
@@ -324,6 +369,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(devices_by_path_id, setup, teardown),
         cmocka_unit_test_setup_teardown(random_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(snapshot_create_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrate_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(snapshot_load_rules, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,10 +3,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "arch/x86/layout.h"
+#include "mem/dirty.h"
 #include "mem/guest_mem.h"
 
 static uint8_t low[64 * 1024];
@@ -88,6 +90,39 @@ static void alloc_splits_around_pci_hole(void **state)
     guest_mem_free(&mem);
 }
 
+/* Writes through the layer are recorded, per page and region, once recording started. */
+static void dirty_pages_recorded(void **state)
+{
+    (void)state;
+    struct guest_mem mem;
+    setup_two_regions(&mem);
+    uint8_t byte = 1;
+    assert_int_equal(guest_mem_write(&mem, 0x1000, &byte, 1), 0); /* before: not recorded */
+    assert_int_equal(guest_mem_dirty_start(&mem), 0);
+    assert_int_equal(guest_mem_write(&mem, 0x2fff, &byte, 1), 0);            /* page 2 */
+    assert_int_equal(guest_mem_write(&mem, 0x4ffe, "ab", 2), 0);             /* page 4 */
+    guest_mem_mark_dirty(&mem, 0x5fff, 2);                                    /* pages 5, 6 */
+    guest_mem_mark_dirty_hva(&mem, high + 4096, 1);                           /* high page 1 */
+    guest_mem_mark_dirty(&mem, 0x900000, 1);                                  /* not RAM */
+    guest_mem_mark_dirty_hva(&mem, &byte, 1);                                /* not RAM */
+    uint64_t low_map[1] = {0}, high_map[1] = {0};
+    assert_int_equal(guest_dirty_words(sizeof(low)), 1);
+    guest_mem_dirty_take(&mem, 0, low_map);
+    guest_mem_dirty_take(&mem, 1, high_map);
+    assert_int_equal(low_map[0], (1u << 2) | (1u << 4) | (1u << 5) | (1u << 6));
+    assert_int_equal(high_map[0], 1u << 1);
+    /* Taking clears; a restart forgets. */
+    low_map[0] = 0;
+    guest_mem_dirty_take(&mem, 0, low_map);
+    assert_int_equal(low_map[0], 0);
+    guest_mem_mark_dirty(&mem, 0, 1);
+    assert_int_equal(guest_mem_dirty_start(&mem), 0);
+    guest_mem_dirty_take(&mem, 0, low_map);
+    assert_int_equal(low_map[0], 0);
+    for (unsigned i = 0; i < mem.nregions; i++)
+        free(mem.regions[i].dirty);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -96,6 +131,7 @@ int main(void)
         cmocka_unit_test(read_write_checked),
         cmocka_unit_test(regions_must_not_overlap),
         cmocka_unit_test(alloc_splits_around_pci_hole),
+        cmocka_unit_test(dirty_pages_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

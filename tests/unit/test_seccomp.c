@@ -234,8 +234,12 @@ static void api_writes_file(const void *arg)
     close(fd);
     if (rename(tmp, final) < 0)
         _exit(6);
-    /* and still no sockets: only the main thread makes them */
-    socket(AF_INET, SOCK_DGRAM, 0);
+    /* a TCP socket for live migration, but no Unix socket: only the main thread makes them */
+    int tcp = socket(AF_INET, SOCK_STREAM, 0);
+    if (tcp < 0)
+        _exit(7);
+    close(tcp);
+    socket(AF_UNIX, SOCK_DGRAM, 0);
     _exit(4);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "mem/dirty.h"
 #include "mem/guest_mem.h"
 #include "virtio/virtqueue.h"
 
@@ -44,6 +45,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+    free(f->mem.regions[0].dirty);
     free(f->ram);
     free(f);
     return 0;
@@ -270,6 +272,28 @@ static void wrapping_indices(void **state)
     assert_false(f->vq.broken);
 }
 
+/* What the device writes (the chain's writable data, the used ring) is recorded dirty. */
+static void device_writes_recorded(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(guest_mem_dirty_start(&f->mem), 0);
+    set_desc(f, DESC_GPA, 0, DATA_GPA, 16, F_NEXT, 1);              /* page 0x10: read */
+    set_desc(f, DESC_GPA, 1, DATA_GPA + 0x1ff0, 0x20, F_WRITE, 0); /* pages 0x11, 0x12 */
+    publish(f, 0);
+    struct virtq_elem elem;
+    assert_int_equal(virtq_pop(&f->vq, &f->mem, &elem), 1);
+    uint64_t map[4] = {0};
+    guest_mem_dirty_take(&f->mem, 0, map);
+    assert_int_equal(map[0], 0); /* popping writes nothing */
+    virtq_written(&f->vq, &elem);
+    guest_mem_dirty_take(&f->mem, 0, map);
+    assert_int_equal(map[0], (1ULL << 0x11) | (1ULL << 0x12));
+    memset(map, 0, sizeof(map));
+    virtq_push(&f->vq, elem.head, 0x20);
+    guest_mem_dirty_take(&f->mem, 0, map);
+    assert_int_equal(map[0], 1ULL << (USED_GPA / 4096));
+}
+
 static void rings_outside_ram_refused(void **state)
 {
     struct fixture *f = *state;
@@ -352,6 +376,7 @@ int main(void)
         T(avail_index_runs_ahead),
         T(wrapping_indices),
         T(rings_outside_ram_refused),
+        T(device_writes_recorded),
         T(event_idx_suppression),
         T(iov_copies),
     };
