@@ -351,7 +351,9 @@ def main():
         d = os.path.join(CORPUS, target)
         os.makedirs(d, exist_ok=True)
         for old in os.listdir(d):
-            os.unlink(os.path.join(d, old))
+            # Seeds are remade; inputs that once crashed a target (regress-*) stay for good.
+            if not old.startswith("regress-"):
+                os.unlink(os.path.join(d, old))
         for name, data in fn():
             with open(os.path.join(d, name), "wb") as f:
                 f.write(data)
