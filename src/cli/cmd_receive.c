@@ -23,8 +23,8 @@ static const char receive_usage[] =
     "sent by 'kiln migrate', checks all of it, and runs it from where the source stopped.\n"
     "Returns once the process listens; 'kiln ls' shows NAME as running meanwhile. If the\n"
     "source cancels or fails before the hand-over, the process exits without running the\n"
-    "guest (kiln.log says why). Memory size and vCPUs come from the source; like 'kiln\n"
-    "restore', no devices from NAME's definition are attached.\n"
+    "guest (kiln.log says why). Memory size and vCPUs come from the source; the devices\n"
+    "(disks, NICs, vsock, rng, console) are NAME's, as defined: the source's.\n"
     "\n"
     "Exit status: 0 listening; 1 the process failed to start (kiln.log tells why); 2 bad\n"
     "usage; 6 the address cannot be listened on; 7 no such VM; 8 NAME is running or busy.\n";
@@ -53,8 +53,7 @@ int cmd_receive(int argc, char **argv)
     if (rc == KILN_EXIT_OK)
         rc = vm_ref_lock(&ref);
     if (rc == KILN_EXIT_OK) {
-        const char *run_args[] = {"--incoming", listen};
-        rc = vm_launch_serving(&ref, run_args, 2, RECEIVE_API_WAIT_MS);
+        rc = vm_launch_continuing(&ref, "--incoming", listen, RECEIVE_API_WAIT_MS);
         if (rc > 0) {
             log_error("VM '%s' could not wait for a migration on %s", ref.name, listen + 4);
             vm_ref_print_log_tail(&ref);

@@ -30,7 +30,9 @@ static const char restore_usage[] =
     "Continue the VM saved in DIR (DIR/state, DIR/memory; see 'kiln snapshot') in the\n"
     "background as the VM NAME, exactly where it was saved. NAME defaults to the VM the\n"
     "snapshot was taken of; a new NAME is defined from the snapshot, so one snapshot can\n"
-    "run as several independent clones. The snapshot's files must stay while it runs.\n"
+    "run as several independent clones. The VM gets the devices of NAME's definition\n"
+    "(disks, NICs, vsock, rng, console): the saved VM's, unless NAME was defined\n"
+    "otherwise. The snapshot's files must stay while it runs.\n"
     "\n"
     "Exit status: 0 restored; 1 the VM failed to start (kiln.log tells why); 2 bad usage;\n"
     "3 the snapshot is damaged or not a kiln snapshot; 5 no resources; 8 NAME is running\n"
@@ -85,8 +87,7 @@ static int define_from_snapshot(const struct vm_ref *ref, const char *dir)
 
 static int restore_vm(const struct vm_ref *ref, const char *dir)
 {
-    const char *run_args[] = {"--restore", dir};
-    int rc = vm_launch_serving(ref, run_args, 2, RESTORE_API_WAIT_MS);
+    int rc = vm_launch_continuing(ref, "--restore", dir, RESTORE_API_WAIT_MS);
     if (rc > 0) {
         log_error("VM '%s' could not be restored from %s", ref->name, dir);
         vm_ref_print_log_tail(ref);

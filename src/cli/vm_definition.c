@@ -261,3 +261,128 @@ void vm_definition_summarize(const json_t *def, struct vm_definition_summary *su
     sum->vcpus = cpus > 0 && cpus <= VM_MAX_CPUS ? (unsigned)cpus : 0;
     sum->mem_mib = mem > 0 ? (unsigned long long)mem : 0;
 }
+
+/* ---- back to options ---- */
+
+static int push_arg(struct vm_device_args *a, const char *opt, const char *value)
+{
+    if (a->argc + 2 > VM_DEVICE_ARGS_MAX)
+        return -E2BIG;
+    char *o = strdup(opt), *v = value ? strdup(value) : NULL;
+    if (!o || (value && !v)) {
+        free(o);
+        return -ENOMEM;
+    }
+    a->argv[a->argc++] = o;
+    if (v)
+        a->argv[a->argc++] = v;
+    return 0;
+}
+
+/* "disk<i>" is the name drives() makes up for a disk without id=: no serial to give back. */
+static bool made_up_drive_id(const char *id, size_t index)
+{
+    char made[32];
+    snprintf(made, sizeof(made), "disk%zu", index);
+    return strcmp(id, made) == 0;
+}
+
+static int disk_args(const json_t *def, struct vm_device_args *a)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(def, "drives"), i, d) {
+        const char *path = json_string_value(json_object_get(d, "path_on_host"));
+        const char *id = json_string_value(json_object_get(d, "drive_id"));
+        if (!path)
+            return -EINVAL;
+        char opt[PATH_MAX + 64];
+        int n = snprintf(opt, sizeof(opt), "%s%s%s%s", path,
+                         json_is_true(json_object_get(d, "is_read_only")) ? ",ro" : "",
+                         id && !made_up_drive_id(id, i) ? ",id=" : "",
+                         id && !made_up_drive_id(id, i) ? id : "");
+        if (n < 0 || (size_t)n >= sizeof(opt))
+            return -ENAMETOOLONG;
+        int ret = push_arg(a, "--disk", opt);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int net_args(const json_t *def, struct vm_device_args *a)
+{
+    size_t i, j;
+    json_t *nic, *rule;
+    json_array_foreach(json_object_get(def, "network-interfaces"), i, nic) {
+        char opt[1024];
+        size_t len;
+        const char *tap = json_string_value(json_object_get(nic, "host_dev_name"));
+        json_t *user = json_object_get(nic, "kiln_user_net");
+        if (tap)
+            len = (size_t)snprintf(opt, sizeof(opt), "tap=%s", tap);
+        else if (user)
+            len = (size_t)snprintf(opt, sizeof(opt), "user");
+        else
+            return -EINVAL;
+        json_array_foreach(json_object_get(user, "hostfwd"), j, rule)
+            if (json_is_string(rule) && len < sizeof(opt))
+                len += (size_t)snprintf(opt + len, sizeof(opt) - len, ",hostfwd=%s",
+                                        json_string_value(rule));
+        const char *mac = json_string_value(json_object_get(nic, "guest_mac"));
+        if (mac && len < sizeof(opt))
+            len += (size_t)snprintf(opt + len, sizeof(opt) - len, ",mac=%s", mac);
+        if (len >= sizeof(opt))
+            return -ENAMETOOLONG;
+        int ret = push_arg(a, "--net", opt);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int other_device_args(const json_t *def, struct vm_device_args *a)
+{
+    json_t *vsock = json_object_get(def, "vsock");
+    int ret = 0;
+    if (vsock) {
+        const char *uds = json_string_value(json_object_get(vsock, "uds_path"));
+        char opt[PATH_MAX + 64];
+        int n = snprintf(opt, sizeof(opt), "cid=%lld,uds=%s",
+                         (long long)json_integer_value(json_object_get(vsock, "guest_cid")),
+                         uds ? uds : "");
+        if (!uds || n < 0 || (size_t)n >= sizeof(opt))
+            return -EINVAL;
+        ret = push_arg(a, "--vsock", opt);
+    }
+    if (ret == 0 && json_object_get(def, "entropy"))
+        ret = push_arg(a, "--rng", NULL);
+    const char *console = json_string_value(json_object_get(json_object_get(def, "kiln"), "console"));
+    if (ret == 0 && console && strcmp(console, "virtio") == 0)
+        ret = push_arg(a, "--console", "virtio");
+    return ret;
+}
+
+int vm_definition_device_args(const json_t *def, struct vm_device_args *out, char *err,
+                              size_t errlen)
+{
+    out->argc = 0;
+    int ret = disk_args(def, out);
+    if (ret == 0)
+        ret = net_args(def, out);
+    if (ret == 0)
+        ret = other_device_args(def, out);
+    if (ret < 0) {
+        snprintf(err, errlen, "its devices cannot be given back as options (%s)",
+                 ret == -E2BIG ? "too many" : strerror(-ret));
+        vm_device_args_free(out);
+    }
+    return ret;
+}
+
+void vm_device_args_free(struct vm_device_args *a)
+{
+    for (unsigned i = 0; i < a->argc; i++)
+        free(a->argv[i]);
+    a->argc = 0;
+}

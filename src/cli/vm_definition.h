@@ -25,4 +25,19 @@ struct vm_definition_summary {
 };
 void vm_definition_summarize(const json_t *def, struct vm_definition_summary *sum);
 
+/*
+ * A definition's devices as `kiln run` options (--disk, --net, --vsock, --rng, --console),
+ * for the commands that continue a saved or migrated VM (`kiln restore`, `kiln receive`):
+ * they take no API configuration, and a restored VM needs the devices it was saved with.
+ * The strings are the caller's to release with vm_device_args_free.
+ */
+#define VM_DEVICE_ARGS_MAX 64
+struct vm_device_args {
+    char *argv[VM_DEVICE_ARGS_MAX];
+    unsigned argc;
+};
+int vm_definition_device_args(const json_t *def, struct vm_device_args *out, char *err,
+                              size_t errlen);
+void vm_device_args_free(struct vm_device_args *a);
+
 #endif

@@ -17,6 +17,8 @@
 #include "cli/exit_codes.h"
 #include "cli/api_client.h"
 #include "cli/state_dir.h"
+#include "cli/vm_definition.h"
+#include "cli/vm_ref.h"
 #include "util.h"
 
 /* The grandchild: a session of its own, no terminal, logs to kiln.log, then exec. */
@@ -103,7 +105,7 @@ static int wait_serving(const struct vm_ref *ref, pid_t pid, unsigned wait_ms)
     return rc;
 }
 
-#define LAUNCH_MAX_RUN_ARGS 8
+#define LAUNCH_MAX_RUN_ARGS (2 + VM_DEVICE_ARGS_MAX)
 
 int vm_launch_serving(const struct vm_ref *ref, const char *const *run_args, unsigned nargs,
                       unsigned wait_ms)
@@ -145,4 +147,26 @@ int vm_launch_serving(const struct vm_ref *ref, const char *const *run_args, uns
         return rc;
     }
     return -pid;
+}
+
+int vm_launch_continuing(const struct vm_ref *ref, const char *opt, const char *value,
+                         unsigned wait_ms)
+{
+    json_t *def = vm_ref_definition(ref);
+    if (!def)
+        return KILN_EXIT_NO_SUCH_VM;
+    struct vm_device_args dev;
+    char err[128];
+    int ret = vm_definition_device_args(def, &dev, err, sizeof(err));
+    json_decref(def);
+    if (ret < 0) {
+        log_error("VM '%s': %s", ref->name, err);
+        return KILN_EXIT_USAGE;
+    }
+    const char *args[LAUNCH_MAX_RUN_ARGS] = {opt, value};
+    for (unsigned i = 0; i < dev.argc; i++)
+        args[2 + i] = dev.argv[i];
+    int rc = vm_launch_serving(ref, args, 2 + dev.argc, wait_ms);
+    vm_device_args_free(&dev);
+    return rc;
 }

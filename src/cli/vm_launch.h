@@ -22,4 +22,11 @@ pid_t vm_launch(const struct vm_ref *ref, char **args);
 int vm_launch_serving(const struct vm_ref *ref, const char *const *run_args, unsigned nargs,
                       unsigned wait_ms);
 
+/*
+ * vm_launch_serving for `kiln restore` and `kiln receive`: `kiln run OPT VALUE` (--restore
+ * DIR, --incoming ADDR) plus the devices of NAME's definition, which such a VM needs again.
+ */
+int vm_launch_continuing(const struct vm_ref *ref, const char *opt, const char *value,
+                         unsigned wait_ms);
+
 #endif

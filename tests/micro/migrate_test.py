@@ -149,8 +149,9 @@ def t_cli(a, c, tmp):
     env = dict(os.environ, KILN_STATE_DIR=os.path.join(tmp, "state"))
     guest = os.path.join(a.guests, "dirty.bin")
     for name in ("src", "dst"):
+        # With a virtio device: receive and restore must give the VM its devices again.
         rc, out = cli(a, env, "create", name, "--kernel", guest, "--kernel-format", "raw",
-                      "-m", "128M", "--cmdline", "console=ttyS0 dirty=32")
+                      "-m", "128M", "--rng", "--cmdline", "console=ttyS0 dirty=32 rng=1")
         c.check(rc == 0, f"kiln create {name} ({out.strip()})")
     rc, out = cli(a, env, "start", "src")
     c.check(rc == 0, f"kiln start src ({out.strip()})")
@@ -171,6 +172,7 @@ def t_cli(a, c, tmp):
     c.check(ok and dst and dst[0] == src[-1] + 1 and dst == list(range(dst[0], dst[0] + len(dst))),
             f"the count goes on at the destination ({src[-1:]} -> {dst[:3]}...)")
     c.check("FAIL" not in log("dst"), "no page went missing")
+    cli_snapshot_restore(a, c, env, tmp, log)
     rc, out = cli(a, env, "migrate", "dst", "tcp:127.0.0.1:1")
     c.check(rc == 1 and "refused" in out.lower(), f"nothing listening: exit 1 ({out.strip()})")
     rc, out = cli(a, env, "migrate", "src", f"tcp:{HOST}:{port}")
@@ -178,6 +180,23 @@ def t_cli(a, c, tmp):
     rc, out = cli(a, env, "migrate", "dst", "somewhere")
     c.check(rc == 2, f"a bad destination: exit 2 ({out.strip()[:80]})")
     cli(a, env, "kill", "dst")
+
+
+def cli_snapshot_restore(a, c, env, tmp, log):
+    """kiln snapshot of the received VM (left paused), kill, kiln restore DIR: the VM comes
+    back with its rng device and counts on from where it was saved."""
+    snap = os.path.join(tmp, "snap")
+    rc, out = cli(a, env, "snapshot", "--leave-paused", "dst", snap)
+    c.check(rc == 0, f"kiln snapshot dst ({out.strip()[-200:]})")
+    saved = counts(log("dst"))
+    cli(a, env, "kill", "dst")
+    rc, out = cli(a, env, "restore", snap)
+    c.check(rc == 0, f"kiln restore DIR gives dst its rng device back ({out.strip()[-300:]})")
+    ok = wait_for(lambda: len(counts(log("dst"))) >= 40, 20)
+    after = counts(log("dst"))
+    c.check(ok and saved and after and after[0] == saved[-1] + 1 and
+            after == list(range(after[0], after[0] + len(after))) and "FAIL" not in log("dst"),
+            f"the restored VM counts on ({saved[-1:]} -> {after[:3]}...)")
 
 
 class SlowRelay:

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "cli/run_options.h"
 #include "cli/vm_definition.h"
 #include "cli/vm_table.h"
 #include "util.h"
@@ -133,6 +134,54 @@ static void definition_uses_firecracker_schema(void **state)
     json_decref(def);
 }
 
+/* kiln restore/receive give a VM its devices back as options: parsed, they are the same. */
+static void definition_devices_round_trip(void **state)
+{
+    struct vm_config cfg = base_config;
+    cfg.ndisks = 2;
+    snprintf(cfg.disks[0].path, sizeof(cfg.disks[0].path), "/dev/null");
+    cfg.disks[0].readonly = true;
+    snprintf(cfg.disks[1].path, sizeof(cfg.disks[1].path), "/dev/zero");
+    snprintf(cfg.disks[1].id, sizeof(cfg.disks[1].id), "data");
+    cfg.nnets = 2;
+    cfg.nets[0] = (struct net_config){.backend = NET_TAP, .ifname = "tap7", .has_mac = true,
+                                      .mac = {0x52, 0x54, 0, 0x12, 0x34, 0x56}};
+    cfg.nets[1] = (struct net_config){.backend = NET_USER, .nhostfwd = 1,
+                                      .hostfwd = {{.host_port = 2222, .guest_port = 22}}};
+    cfg.rng = true;
+    cfg.console = CONSOLE_VIRTIO;
+    char err[256] = "";
+    json_t *def = vm_definition_from_config(&cfg, err, sizeof(err));
+    assert_non_null(def);
+    struct vm_device_args dev;
+    assert_int_equal(vm_definition_device_args(def, &dev, err, sizeof(err)), 0);
+    json_decref(def);
+    char *argv[2 + VM_DEVICE_ARGS_MAX] = {"run"};
+    for (unsigned i = 0; i < dev.argc; i++)
+        argv[1 + i] = dev.argv[i];
+    assert_string_equal(argv[2], "/dev/null,ro");
+    assert_string_equal(argv[4], "/dev/zero,id=data");
+    struct vm_config back;
+    assert_int_equal(run_options_parse((int)dev.argc + 1, argv, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.ndisks, 2);
+    assert_true(back.disks[0].readonly);
+    assert_string_equal(back.disks[0].id, "");
+    assert_string_equal(back.disks[1].id, "data");
+    assert_false(back.disks[1].readonly);
+    assert_int_equal(back.nnets, 2);
+    assert_int_equal(back.nets[0].backend, NET_TAP);
+    assert_string_equal(back.nets[0].ifname, "tap7");
+    assert_memory_equal(back.nets[0].mac, cfg.nets[0].mac, 6);
+    assert_int_equal(back.nets[1].backend, NET_USER);
+    assert_int_equal(back.nets[1].nhostfwd, 1);
+    assert_int_equal(back.nets[1].hostfwd[0].host_port, 2222);
+    assert_int_equal(back.nets[1].hostfwd[0].guest_port, 22);
+    assert_true(back.rng);
+    assert_int_equal(back.console, CONSOLE_VIRTIO);
+    vm_device_args_free(&dev);
+    (void)state;
+}
+
 static void definition_checks_files_and_sizes(void **state)
 {
     char err[256];
@@ -187,6 +236,7 @@ int main(void)
         cmocka_unit_test(table_aligns_columns),
         cmocka_unit_test(table_empty_has_header),
         cmocka_unit_test(definition_uses_firecracker_schema),
+        cmocka_unit_test(definition_devices_round_trip),
         cmocka_unit_test(definition_checks_files_and_sizes),
         cmocka_unit_test(summary_ignores_garbage),
     };
