@@ -4,6 +4,8 @@
  * this stub recreates kiln's raw-image entry state (guest/micro/README.md) — kiln's GDT at
  * 0x500, identity page tables at 0x9000, long mode, RSP 0x8f000, RSI at an empty zero page —
  * and jumps to the payload at 0x100000. PAYLOAD is the raw image's path (a string).
+ * The zero page gets what kiln puts there too and some guests read: the command line
+ * pointer and the e820 map, both taken from QEMU's hvm_start_info (%ebx at entry).
  */
 #define GDT_ADDR 0x500
 #define ZERO_PAGE 0x7000
@@ -12,6 +14,12 @@
 #define PD_ADDR 0xb000
 #define STACK_TOP 0x8f000
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
+#define PVH_MAGIC 0x336ec578	/* hvm_start_info.magic */
+#define ZP_EXT_CMD_LINE_PTR 0x0c8	/* boot_params offsets, as in guest/micro/micro.h */
+#define ZP_E820_ENTRIES 0x1e8
+#define ZP_CMD_LINE_PTR 0x228
+#define ZP_E820_TABLE 0x2d0
+#define E820_MAX 128
 
 	.section .payload, "awx"
 	.incbin PAYLOAD
@@ -40,6 +48,29 @@ pvh_entry:
 	mov $8, %ecx
 	rep movsl
 	lgdt gdt_desc
+	/* command line and memory map from hvm_start_info, if QEMU gave one */
+	cmpl $PVH_MAGIC, (%ebx)
+	jne 3f
+	mov 24(%ebx), %eax		/* cmdline_paddr (below 4 GiB) */
+	mov %eax, ZERO_PAGE + ZP_CMD_LINE_PTR
+	cmpl $1, 4(%ebx)		/* version 1 has the memory map */
+	jb 3f
+	mov 40(%ebx), %esi		/* memmap_paddr: entries of addr u64, size u64, type u32, pad */
+	mov 48(%ebx), %ecx		/* memmap_entries */
+	cmp $E820_MAX, %ecx
+	jbe 1f
+	mov $E820_MAX, %ecx
+1:	movb %cl, ZERO_PAGE + ZP_E820_ENTRIES
+	mov $ZERO_PAGE + ZP_E820_TABLE, %edi
+	test %ecx, %ecx
+	jz 3f
+2:	mov %ecx, %edx
+	mov $5, %ecx			/* 20 bytes: addr, size, type */
+	rep movsl
+	add $4, %esi
+	mov %edx, %ecx
+	loop 2b
+3:
 	/* PML4[0] -> PDPT; PDPT[0..3] -> four page directories of 2 MiB pages */
 	movl $(PDPT_ADDR | 3), PML4_ADDR
 	mov $PDPT_ADDR, %edi

@@ -21,7 +21,7 @@ TITLES = {
     "linux": "Linux boot to init (stock-KVM host, Debian cloud kernel, 256 MiB)",
     "blk": "virtio-blk (stock-KVM host, O_DIRECT on /dev/vdb, no vhost)",
     "net": "virtio-net TCP throughput (stock-KVM host, netbench, no vhost)",
-    "snapshot": "Snapshot, restore, migration",
+    "snap": "Snapshot, restore and migration downtime (micro-guests `count` and `dirty`)",
 }
 PEERS = {"blk": "QEMU q35 aio=io_uring", "net": "QEMU q35"}
 
@@ -236,9 +236,6 @@ def write(res, cond, only, out_path, charts_dir):
     md += [f"| {t} | {v} |" for t, v in targets(res)]
     for bench in list(TITLES):
         md += ["", f"## {TITLES[bench]}", ""]
-        if bench == "snapshot":
-            md.append("**Not yet measured**: kiln has no snapshot, restore or migration yet.")
-            continue
         if bench not in only:
             md.append("Not run this time (`--only`/`--quick`); the previous figures are not "
                       "carried over.")

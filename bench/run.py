@@ -9,6 +9,8 @@ Benchmarks (names for --only):
   memory    peak RSS and overhead beyond guest memory touched, 256 MiB and 2 GiB guests (idle)
   exits     port-I/O and MMIO exit round trip (exits), against a bare KVM_RUN loop
   density   10, 50, 100 micro-guest VMs started at once: time until all are up, RSS and PSS
+  snap      snapshot, restore, live migration total time and downtime, 256 MiB and 1 GiB
+            (count and dirty; bench/snapmig.py)
   linux     Linux boot to init in the stock-KVM host (bench/linux_boot.py)        [slow]
   blk       virtio-blk throughput and IOPS in the stock-KVM host (bench/blk.py)   [slow]
   net       virtio-net TCP throughput in the stock-KVM host (tests/linux/test_net.py) [slow]
@@ -33,8 +35,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import report  # noqa: E402
+import snapmig  # noqa: E402
 
-MICRO = ("start", "memory", "exits", "density")
+MICRO = ("start", "memory", "exits", "density", "snap")
 SLOW = ("linux", "blk", "net")
 EXIT_LOOPS = 100000  # guest/micro/exits.S
 QEMU_EXIT_POWEROFF = (0x34 << 1) | 1  # isa-debug-exit: (value << 1) | 1
@@ -449,6 +452,7 @@ def main():
         "density": lambda: bench_density(
             {k: v for k, v in cfgs.items() if k != "QEMU q35"}, max(1, reps // 3), res,
             [int(n) for n in a.density.split(",")]),
+        "snap": lambda: snapmig.bench(build, reps, res, attempt, progress),
         "linux": lambda: bench_linux(build, reps, res, a.log_dir),
         "blk": lambda: bench_blk(build, max(1, reps // 2), res, a.log_dir),
         "net": lambda: bench_net(build, max(1, reps // 2), res, a.log_dir),
