@@ -53,7 +53,9 @@ static int guest_mem_map(struct guest_mem *mem, int fd, uint64_t ram_size, uint6
     void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (p == MAP_FAILED)
         return -errno;
-    return guest_mem_layout(mem, p, ram_size, hole_start, high_start);
+    int ret = guest_mem_layout(mem, p, ram_size, hole_start, high_start);
+    mem->anonymous = ret == 0 && fd < 0;
+    return ret;
 }
 
 int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_start,

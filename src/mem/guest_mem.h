@@ -23,8 +23,9 @@ struct guest_mem {
     struct guest_region regions[GUEST_MEM_MAX_REGIONS];
     unsigned nregions;
     uint64_t ram_size; /* bytes of RAM in all regions */
-    void *mapping;     /* the anonymous mapping that backs all regions, if we own one */
+    void *mapping;     /* the mapping that backs all regions, if we own one */
     size_t mapping_size;
+    bool anonymous;    /* that mapping is anonymous memory (not a snapshot's file) */
 };
 
 /*
@@ -42,6 +43,15 @@ int guest_mem_alloc(struct guest_mem *mem, uint64_t ram_size, uint64_t hole_star
 int guest_mem_map_file(struct guest_mem *mem, int fd, uint64_t ram_size, uint64_t hole_start,
                        uint64_t high_start);
 void guest_mem_free(struct guest_mem *mem);
+
+/*
+ * Sets in `out` (guest_dirty_words(r->size) words, a bit per page, like the dirty bitmaps)
+ * the pages of region `r` that were never touched: anonymous RAM that is neither present
+ * nor swapped out (/proc/self/pagemap) reads as zeroes, and reading it to find that out
+ * would fault in every page. Returns 0, or -errno when it cannot be known (RAM mapped from
+ * a file, no /proc): callers then look at every page. (mem/untouched.c)
+ */
+int guest_mem_untouched(const struct guest_mem *mem, const struct guest_region *r, uint64_t *out);
 
 /* Adds a region backed by caller-owned memory (used by unit tests and restore). */
 int guest_mem_add_region(struct guest_mem *mem, uint64_t gpa, uint64_t size, void *hva);

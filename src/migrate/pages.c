@@ -1,6 +1,7 @@
 #include "migrate/pages.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
 #include "le.h"
 #include "mem/dirty.h"
@@ -38,8 +39,11 @@ static int send_run(struct page_sender *s, unsigned region, uint64_t first, uint
     return atomic_load(s->cancel) ? -ECANCELED : 0;
 }
 
-static bool page_zero(const struct guest_region *r, uint64_t p)
+/* `untouched` (may be NULL): pages the guest never touched, zero without being read. */
+static bool page_zero(const struct guest_region *r, const uint64_t *untouched, uint64_t p)
 {
+    if (untouched && page_set(untouched, p))
+        return true;
     return migrate_page_is_zero(r->hva + p * MIGRATE_PAGE_SIZE, MIGRATE_PAGE_SIZE);
 }
 
@@ -48,8 +52,16 @@ static int send_region(struct page_sender *s, unsigned i, const uint64_t *map)
 {
     const struct guest_region *r = &s->mem->regions[i];
     uint64_t pages = r->size / MIGRATE_PAGE_SIZE;
+    /* Read now, while the guest runs: a page it touches after this is in the dirty log and
+     * goes again in the next pass. */
+    uint64_t *untouched = calloc(guest_dirty_words(r->size), sizeof(uint64_t));
+    if (untouched && guest_mem_untouched(s->mem, r, untouched) < 0) {
+        free(untouched);
+        untouched = NULL;
+    }
+    int ret = 0;
     uint64_t p = 0;
-    while (p < pages) {
+    while (p < pages && ret == 0) {
         if (!map[p / 64]) {
             p = (p / 64 + 1) * 64;
             continue;
@@ -58,17 +70,17 @@ static int send_region(struct page_sender *s, unsigned i, const uint64_t *map)
             p++;
             continue;
         }
-        bool zero = page_zero(r, p);
+        bool zero = page_zero(r, untouched, p);
         uint32_t max = zero ? ZERO_RUN_MAX : MIGRATE_MAX_RUN;
         uint32_t n = 1;
-        while (n < max && p + n < pages && page_set(map, p + n) && page_zero(r, p + n) == zero)
+        while (n < max && p + n < pages && page_set(map, p + n) &&
+               page_zero(r, untouched, p + n) == zero)
             n++;
-        int ret = send_run(s, i, p, n, zero);
-        if (ret < 0)
-            return ret;
+        ret = send_run(s, i, p, n, zero);
         p += n;
     }
-    return 0;
+    free(untouched);
+    return ret;
 }
 
 int pages_send(struct page_sender *s, uint64_t *const *bitmaps)

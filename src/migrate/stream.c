@@ -7,6 +7,7 @@
 
 #include "arch/x86/layout.h"
 #include "le.h"
+#include "mem/dirty.h"
 
 void migrate_header_put(uint8_t out[MIGRATE_HEADER_SIZE])
 {
@@ -119,6 +120,8 @@ void migrate_rx_init(struct migrate_rx *rx, uint64_t max_ram)
 
 void migrate_rx_free(struct migrate_rx *rx)
 {
+    for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++)
+        free(rx->written[i]);
     guest_mem_free(&rx->mem);
     free(rx->state);
     memset(rx, 0, sizeof(*rx));
@@ -161,8 +164,37 @@ static int rx_setup(struct migrate_rx *rx, const uint8_t *p, uint32_t len, char 
                  (unsigned long long)(ram >> 20));
         return -EBADMSG;
     }
+    for (unsigned i = 0; i < rx->mem.nregions; i++) {
+        rx->written[i] = calloc(guest_dirty_words(rx->mem.regions[i].size), sizeof(uint64_t));
+        if (!rx->written[i]) {
+            snprintf(err, errlen, "setup: out of memory");
+            return -ENOMEM;
+        }
+    }
     rx->setup = true;
     return 0;
+}
+
+static void mark_written(uint64_t *map, uint64_t first, uint32_t count)
+{
+    for (uint64_t p = first; p < first + count; p++)
+        map[p / 64] |= 1ull << (p % 64);
+}
+
+/* Zeroes the pages of [first, first + count) that data was written to; the rest are zero. */
+static void zero_written(uint8_t *hva, uint64_t *map, uint64_t first, uint32_t count)
+{
+    for (uint64_t p = first; p < first + count;) {
+        if (p % 64 == 0 && map[p / 64] == 0 && p + 64 <= first + count) {
+            p += 64; /* a whole word of untouched pages */
+            continue;
+        }
+        if (map[p / 64] >> (p % 64) & 1) {
+            memset(hva + p * MIGRATE_PAGE_SIZE, 0, MIGRATE_PAGE_SIZE);
+            map[p / 64] &= ~(1ull << (p % 64));
+        }
+        p++;
+    }
 }
 
 /* A run of pages: region, first page and count must lie inside that region. */
@@ -187,12 +219,15 @@ static int rx_run(struct migrate_rx *rx, uint16_t type, const uint8_t *p, uint32
                  (unsigned long long)first, count, region, (unsigned long long)pages);
         return -EBADMSG;
     }
-    uint8_t *dst = r->hva + first * MIGRATE_PAGE_SIZE;
-    size_t bytes = (size_t)count * MIGRATE_PAGE_SIZE;
-    if (type == MIGRATE_PAGES)
-        memcpy(dst, p + MIGRATE_RUN_HEADER, bytes);
-    else if (!migrate_page_is_zero(dst, bytes))
-        memset(dst, 0, bytes); /* untouched pages stay unallocated */
+    if (type == MIGRATE_PAGES) {
+        memcpy(r->hva + first * MIGRATE_PAGE_SIZE, p + MIGRATE_RUN_HEADER,
+               (size_t)count * MIGRATE_PAGE_SIZE);
+        mark_written(rx->written[region], first, count);
+    } else {
+        /* Without reading RAM: untouched pages stay unallocated, and a gigabyte of zero
+         * pages costs no page faults (which would hold the hand-over up). */
+        zero_written(r->hva, rx->written[region], first, count);
+    }
     rx->pages += count;
     return 0;
 }

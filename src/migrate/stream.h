@@ -60,6 +60,9 @@ struct migrate_rx {
     bool setup;
     bool ended;
     struct guest_mem mem;  /* laid out as kiln lays out that much RAM */
+    /* Per region, a bit per page that a PAGES record wrote: the others are still the fresh
+     * mapping's zeroes, so a ZERO run need not touch them. */
+    uint64_t *written[GUEST_MEM_MAX_REGIONS];
     uint8_t *state;        /* the STATE record's bytes (malloc'd), once received */
     size_t state_len;
     uint32_t pass;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
+#include "mem/dirty.h"
 #include "snapshot/snapshot.h"
 
 size_t snapshot_dirty_bytes(uint64_t size)
@@ -49,17 +50,34 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
     return 0;
 }
 
-static int write_region(int fd, const struct guest_region *r, uint64_t offset)
+/* Whether every page of [start, start + len) is set in `untouched` (NULL: none known). */
+static bool never_touched(const uint64_t *untouched, uint64_t start, size_t len)
 {
-    for (uint64_t done = 0; done < r->size; done += MEM_CHUNK) {
-        size_t n = r->size - done < MEM_CHUNK ? (size_t)(r->size - done) : MEM_CHUNK;
-        if (!page_is_zero(r->hva + done, n)) {
-            int ret = pwrite_all(fd, r->hva + done, n, offset + done);
-            if (ret < 0)
-                return ret;
-        }
+    if (!untouched)
+        return false;
+    for (uint64_t p = start / SNAPSHOT_PAGE; p < (start + len) / SNAPSHOT_PAGE; p++)
+        if (!(untouched[p / 64] >> (p % 64) & 1))
+            return false;
+    return true;
+}
+
+static int write_region(int fd, const struct guest_mem *mem, const struct guest_region *r,
+                        uint64_t offset)
+{
+    /* Pages the guest never touched are holes without being read (and faulted in). */
+    uint64_t *untouched = calloc(guest_dirty_words(r->size), sizeof(uint64_t));
+    if (untouched && guest_mem_untouched(mem, r, untouched) < 0) {
+        free(untouched);
+        untouched = NULL;
     }
-    return 0;
+    int ret = 0;
+    for (uint64_t done = 0; done < r->size && ret == 0; done += MEM_CHUNK) {
+        size_t n = r->size - done < MEM_CHUNK ? (size_t)(r->size - done) : MEM_CHUNK;
+        if (!never_touched(untouched, done, n) && !page_is_zero(r->hva + done, n))
+            ret = pwrite_all(fd, r->hva + done, n, offset + done);
+    }
+    free(untouched);
+    return ret;
 }
 
 static bool page_dirty(const uint8_t *map, uint64_t page)
@@ -101,7 +119,7 @@ int snapshot_memory_save(const struct guest_mem *mem, const char *path, uint8_t 
     uint64_t offset = 0;
     for (unsigned i = 0; ret == 0 && i < mem->nregions; i++) {
         ret = dirty ? write_region_dirty(fd, &mem->regions[i], offset, dirty[i])
-                    : write_region(fd, &mem->regions[i], offset);
+                    : write_region(fd, mem, &mem->regions[i], offset);
         offset += mem->regions[i].size;
     }
     if (ret == 0 && fsync(fd) < 0)

@@ -116,6 +116,8 @@ static const int api_calls[] = {
     SCMP_SYS(unlink),      SCMP_SYS(unlinkat),   SCMP_SYS(readlink),   SCMP_SYS(getcwd),
     /* live migration: connect to the destination, start the thread that streams the VM */
     SCMP_SYS(connect),     SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
+    /* both: which guest pages were never touched (/proc/self/pagemap, mem/untouched.c) */
+    SCMP_SYS(pread64),
 };
 
 /*

@@ -210,6 +210,7 @@ class SlowRelay:
         self.port = self.listener.getsockname()[1]
         self.target, self.rate = port, rate
         self.relayed = 0
+        self.conns = ()
         threading.Thread(target=self._run, daemon=True).start()
 
     def _pipe(self, src, dst, slow):
@@ -233,9 +234,19 @@ class SlowRelay:
                 pass
             s.close()
 
+    def close(self):
+        """The connection drops, as it does when the receiving process dies (without waiting
+        for the relay's threads to notice it on their own)."""
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def _run(self):
         a, _ = self.listener.accept()
         b = socket.create_connection((HOST, self.target))
+        self.conns = (a, b)
         threading.Thread(target=self._pipe, args=(a, b, True), daemon=True).start()
         threading.Thread(target=self._pipe, args=(b, a, False), daemon=True).start()
 
@@ -267,6 +278,7 @@ def t_killed(a, c, tmp):
     c.check(sender_confined(k.proc.pid), "the sending thread runs under a seccomp filter")
     os.killpg(r.proc.pid, signal.SIGKILL)
     r.wait_exit()
+    relay.close()
     report = wait_end(k)
     c.check(report.get("state") == "failed" and report.get("error"),
             f"the migration fails with a reason ({report.get('state')}: {report.get('error')})")

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "arch/x86/layout.h"
@@ -90,6 +91,36 @@ static void alloc_splits_around_pci_hole(void **state)
     guest_mem_free(&mem);
 }
 
+/* Untouched anonymous pages are known without reading them; a file's pages are not. */
+static void untouched_pages_known(void **state)
+{
+    struct guest_mem mem;
+    assert_int_equal(guest_mem_alloc(&mem, 64 * GUEST_PAGE_SIZE, X86_PCI_HOLE_START,
+                                     X86_HIGH_RAM_START), 0);
+    struct guest_region *r = &mem.regions[0];
+    r->hva[3 * GUEST_PAGE_SIZE] = 1;               /* written */
+    r->hva[40 * GUEST_PAGE_SIZE + 100] = 7;        /* written */
+    volatile uint8_t seen = r->hva[10 * GUEST_PAGE_SIZE]; /* read: the zero page, present */
+    (void)seen;
+    uint64_t bits = 0;
+    assert_int_equal(guest_mem_untouched(&mem, r, &bits), 0);
+    uint64_t want = ~0ull & ~(1ull << 3) & ~(1ull << 10) & ~(1ull << 40);
+    assert_int_equal(bits, want);
+    guest_mem_free(&mem);
+
+    char path[] = "/tmp/kiln-test-untouched-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(ftruncate(fd, 64 * GUEST_PAGE_SIZE), 0);
+    assert_int_equal(guest_mem_map_file(&mem, fd, 64 * GUEST_PAGE_SIZE, X86_PCI_HOLE_START,
+                                        X86_HIGH_RAM_START), 0);
+    assert_int_equal(guest_mem_untouched(&mem, &mem.regions[0], &bits), -ENOTSUP);
+    guest_mem_free(&mem);
+    close(fd);
+    (void)state;
+}
+
 /* Writes through the layer are recorded, per page and region, once recording started. */
 static void dirty_pages_recorded(void **state)
 {
@@ -132,6 +163,7 @@ int main(void)
         cmocka_unit_test(regions_must_not_overlap),
         cmocka_unit_test(alloc_splits_around_pci_hole),
         cmocka_unit_test(dirty_pages_recorded),
+        cmocka_unit_test(untouched_pages_known),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
