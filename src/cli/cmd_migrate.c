@@ -92,8 +92,10 @@ static json_t *follow(struct api_client *api, const struct vm_ref *ref)
         char err[512] = "";
         if (interrupted && !cancelled) {
             cancelled = true;
-            if (api_call(api, "PUT", "/migrate/cancel", json_object(), NULL, err, sizeof(err)) < 0)
+            json_t *empty = json_object(); /* api_call does not take it over */
+            if (api_call(api, "PUT", "/migrate/cancel", empty, NULL, err, sizeof(err)) < 0)
                 log_warn("VM '%s': cancel: %s", ref->name, err);
+            json_decref(empty);
         }
         json_t *p = NULL;
         if (api_call(api, "GET", "/migrate", NULL, &p, err, sizeof(err)) < 0) {
