@@ -188,7 +188,15 @@ def cli_snapshot_restore(a, c, env, tmp, log):
     snap = os.path.join(tmp, "snap")
     rc, out = cli(a, env, "snapshot", "--leave-paused", "dst", snap)
     c.check(rc == 0, f"kiln snapshot dst ({out.strip()[-200:]})")
-    saved = counts(log("dst"))
+    # The paused VM's last console bytes reach console.log from the event loop: wait until
+    # the log stops growing.
+    saved, end = counts(log("dst")), time.monotonic() + 5
+    while time.monotonic() < end:
+        time.sleep(0.3)
+        now = counts(log("dst"))
+        if now == saved:
+            break
+        saved = now
     cli(a, env, "kill", "dst")
     rc, out = cli(a, env, "restore", snap)
     c.check(rc == 0, f"kiln restore DIR gives dst its rng device back ({out.strip()[-300:]})")
