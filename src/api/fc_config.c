@@ -223,8 +223,6 @@ int fc_put_machine_config(struct vm_spec *spec, json_t *body, bool patch, char *
     int ret = check_object(body, what, checked, ARRAY_SIZE(checked), err, errlen);
     ret = ret ?: unsupported_unless(body, "smt", NULL, what,
                                     "each vCPU is presented as a core of its own", err, errlen);
-    ret = ret ?: unsupported_unless(body, "track_dirty_pages", NULL, what,
-                                    "dirty page tracking is not implemented", err, errlen);
     ret = ret ?: unsupported_unless(body, "cpu_template", "None", what,
                                     "the guest sees the host's CPUID as KVM reports it", err,
                                     errlen);
@@ -240,6 +238,9 @@ int fc_put_machine_config(struct vm_spec *spec, json_t *body, bool patch, char *
                 (uint64_t)json_integer_value(mem) > FC_MAX_MEM_MIB))
         return invalid(err, errlen, "%s: 'mem_size_mib' must be from %llu to %llu", what,
                     (unsigned long long)min_mib, (unsigned long long)FC_MAX_MEM_MIB);
+    json_t *track = opt(body, "track_dirty_pages");
+    if (track)
+        spec->track_dirty_pages = json_is_true(track);
     if (cpus)
         spec->cfg.cpus = (unsigned)json_integer_value(cpus);
     if (mem)
@@ -557,7 +558,7 @@ json_t *fc_machine_config_json(const struct vm_spec *spec)
 {
     return json_pack("{s:I, s:I, s:b, s:b, s:s}", "vcpu_count", (json_int_t)spec->cfg.cpus,
                      "mem_size_mib", (json_int_t)(spec->cfg.memory >> 20), "smt", 0,
-                     "track_dirty_pages", 0, "huge_pages", "None");
+                     "track_dirty_pages", spec->track_dirty_pages, "huge_pages", "None");
 }
 
 static const char *kernel_format_name(enum kernel_format f)

@@ -24,6 +24,9 @@ struct vm_spec {
     char drive_ids[VM_MAX_DISKS][VM_SPEC_ID_MAX + 1];
     bool drive_is_root[VM_MAX_DISKS];
     char iface_ids[VM_MAX_NETS][VM_SPEC_ID_MAX + 1];
+    /* machine-config's track_dirty_pages, reported back: kiln can always take a Diff after
+     * a Full snapshot (docs/snapshot.md), so the setting changes nothing. */
+    bool track_dirty_pages;
 };
 
 /* Defaults: no kernel, 1 vCPU, 256 MiB, the default command line. */

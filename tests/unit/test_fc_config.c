@@ -129,6 +129,12 @@ static void machine_config(void **state)
                      0);
     assert_int_equal(spec.cfg.cpus, 2);
     assert_int_equal(spec.cfg.memory, 512ULL << 20);
+    assert_false(spec.track_dirty_pages);
+    /* Diff snapshots need no switch in kiln; the setting is taken and reported back. */
+    assert_int_equal(put("machine-patch", NULL, "{\"track_dirty_pages\": true}"), 0);
+    json_t *back = fc_machine_config_json(&spec);
+    assert_true(json_is_true(json_object_get(back, "track_dirty_pages")));
+    json_decref(back);
     assert_int_equal(put("machine-patch", NULL, "{\"vcpu_count\": 4}"), 0);
     assert_int_equal(spec.cfg.cpus, 4);
     assert_int_equal(spec.cfg.memory, 512ULL << 20);
