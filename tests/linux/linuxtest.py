@@ -162,7 +162,7 @@ def run(main):
       (outerhost.DEATHS: nested KVM under TCG panics or stops now and then,
       which says nothing about the inner VMM);
     - once when the inner guest triple-faulted where no reset was expected
-      (outerhost.RESETS). That has been seen in about 1 of 15 heavy guest
+      (outerhost.RESETS). That has been seen in about 4 of 30 heavy guest
       transmit runs under kiln in the stock-KVM host, never yet under QEMU,
       and is not explained (tests/linux/README.md); twice in one file fails it."""
     try:
