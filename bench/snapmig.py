@@ -40,6 +40,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "micro"))
 from api_test import Kiln, counts, wait_for  # noqa: E402
+from migrate_test import free_port  # noqa: E402
 
 HOST = "127.0.0.1"
 DIRTY_ARGS = "console=ttyS0 dirty=32 chunk=256 rng=0"
@@ -51,14 +52,6 @@ WARM_LINES = 40  # ~1 s at ~24 ms a line: the guest has rewritten its whole 32 M
 
 class SnapError(Exception):
     pass
-
-
-def free_port():
-    s = socket.socket()
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def disk_bytes(*paths):

@@ -8,6 +8,7 @@
 #ifndef KILN_MEM_DIRTY_H
 #define KILN_MEM_DIRTY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,22 @@ struct guest_mem;
 
 /* 64-bit words in a page bitmap of a region of `size` bytes. */
 size_t guest_dirty_words(uint64_t size);
+
+/* Page `p`'s bit in such a bitmap (dirty logs, untouched pages, pages received). */
+static inline bool page_bit(const uint64_t *map, uint64_t p)
+{
+    return map[p / 64] >> (p % 64) & 1;
+}
+
+static inline void page_bit_set(uint64_t *map, uint64_t p)
+{
+    map[p / 64] |= 1ULL << (p % 64);
+}
+
+static inline void page_bit_clear(uint64_t *map, uint64_t p)
+{
+    map[p / 64] &= ~(1ULL << (p % 64));
+}
 
 /*
  * Starts recording (or, when on already, forgets what was recorded). The bitmaps live

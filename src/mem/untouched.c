@@ -49,7 +49,7 @@ int guest_mem_untouched(const struct guest_mem *mem, const struct guest_region *
         ret = read_entries(fd, vpage + p, buf, n);
         for (size_t i = 0; i < n && ret == 0; i++)
             if (!(buf[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED)))
-                out[(p + i) / 64] |= 1ull << ((p + i) % 64);
+                page_bit_set(out, p + i);
     }
     close(fd);
     return ret;

@@ -9,11 +9,6 @@
 
 #define ZERO_RUN_MAX (1u << 20) /* pages in one ZERO record: 4 GiB */
 
-static bool page_set(const uint64_t *map, uint64_t p)
-{
-    return map[p / 64] >> (p % 64) & 1;
-}
-
 /* One record for pages [first, first + count) of region `region`, all zero or all data. */
 static int send_run(struct page_sender *s, unsigned region, uint64_t first, uint32_t count,
                     bool zero)
@@ -42,7 +37,7 @@ static int send_run(struct page_sender *s, unsigned region, uint64_t first, uint
 /* `untouched` (may be NULL): pages the guest never touched, zero without being read. */
 static bool page_zero(const struct guest_region *r, const uint64_t *untouched, uint64_t p)
 {
-    if (untouched && page_set(untouched, p))
+    if (untouched && page_bit(untouched, p))
         return true;
     return migrate_page_is_zero(r->hva + p * MIGRATE_PAGE_SIZE, MIGRATE_PAGE_SIZE);
 }
@@ -66,14 +61,14 @@ static int send_region(struct page_sender *s, unsigned i, const uint64_t *map)
             p = (p / 64 + 1) * 64;
             continue;
         }
-        if (!page_set(map, p)) {
+        if (!page_bit(map, p)) {
             p++;
             continue;
         }
         bool zero = page_zero(r, untouched, p);
         uint32_t max = zero ? ZERO_RUN_MAX : MIGRATE_MAX_RUN;
         uint32_t n = 1;
-        while (n < max && p + n < pages && page_set(map, p + n) &&
+        while (n < max && p + n < pages && page_bit(map, p + n) &&
                page_zero(r, untouched, p + n) == zero)
             n++;
         ret = send_run(s, i, p, n, zero);

@@ -178,7 +178,7 @@ static int rx_setup(struct migrate_rx *rx, const uint8_t *p, uint32_t len, char 
 static void mark_written(uint64_t *map, uint64_t first, uint32_t count)
 {
     for (uint64_t p = first; p < first + count; p++)
-        map[p / 64] |= 1ull << (p % 64);
+        page_bit_set(map, p);
 }
 
 /* Zeroes the pages of [first, first + count) that data was written to; the rest are zero. */
@@ -189,9 +189,9 @@ static void zero_written(uint8_t *hva, uint64_t *map, uint64_t first, uint32_t c
             p += 64; /* a whole word of untouched pages */
             continue;
         }
-        if (map[p / 64] >> (p % 64) & 1) {
+        if (page_bit(map, p)) {
             memset(hva + p * MIGRATE_PAGE_SIZE, 0, MIGRATE_PAGE_SIZE);
-            map[p / 64] &= ~(1ull << (p % 64));
+            page_bit_clear(map, p);
         }
         p++;
     }

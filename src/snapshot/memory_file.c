@@ -56,7 +56,7 @@ static bool never_touched(const uint64_t *untouched, uint64_t start, size_t len)
     if (!untouched)
         return false;
     for (uint64_t p = start / SNAPSHOT_PAGE; p < (start + len) / SNAPSHOT_PAGE; p++)
-        if (!(untouched[p / 64] >> (p % 64) & 1))
+        if (!page_bit(untouched, p))
             return false;
     return true;
 }
