@@ -86,6 +86,7 @@ int kvm_open(struct kvm *kvm, const char *path)
         max = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
     kvm->max_vcpus = max > 0 ? (unsigned)max : 1;
     kvm->nr_memslots = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
+    kvm->tsc_deadline = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     ret = kvm_load_cpuid(kvm);
     if (ret < 0) {
         log_error("%s: KVM_GET_SUPPORTED_CPUID: %s", path, strerror(-ret));

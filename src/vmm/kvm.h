@@ -6,6 +6,7 @@
 #ifndef KILN_KVM_H
 #define KILN_KVM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct kvm_cpuid2;
@@ -16,6 +17,7 @@ struct kvm {
     unsigned max_vcpus;       /* KVM_CAP_MAX_VCPUS */
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, malloc'd */
     int nr_memslots;
+    bool tsc_deadline; /* KVM_CAP_TSC_DEADLINE_TIMER: the in-kernel LAPIC has the mode */
 };
 
 #define KVM_DEVICE_PATH "/dev/kvm"

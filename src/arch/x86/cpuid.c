@@ -9,6 +9,7 @@
 #include "vmm/kvm.h"
 
 #define CPUID_1_ECX_VMX (1u << 5)
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
 #define CPUID_80000001_ECX_SVM (1u << 2)
 #define CPUID_1_EDX_HTT (1u << 28)
@@ -48,7 +49,7 @@ static void cpuid_patch_topology_leaf(struct kvm_cpuid_entry2 *e, unsigned index
     }
 }
 
-void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus)
+void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus, bool tsc_deadline)
 {
     for (unsigned i = 0; i < cpuid->nent; i++) {
         struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
@@ -58,6 +59,9 @@ void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus)
             e->ebx = (e->ebx & 0x0000ffffu) | (index << 24) | ((ncpus & 0xff) << 16);
             e->ecx |= CPUID_1_ECX_HYPERVISOR;
             e->ecx &= ~CPUID_1_ECX_VMX; /* kiln offers no nested virtualization */
+            /* One MSR write per timer event instead of the APIC timer's divide and count. */
+            if (tsc_deadline)
+                e->ecx |= CPUID_1_ECX_TSC_DEADLINE;
             if (ncpus > 1)
                 e->edx |= CPUID_1_EDX_HTT;
             break;
@@ -99,7 +103,7 @@ int cpuid_configure_vcpu(const struct kvm *kvm, int vcpu_fd, unsigned index, uns
     if (!c)
         return -ENOMEM;
     memcpy(c, kvm->cpuid, size);
-    cpuid_patch(c, index, ncpus);
+    cpuid_patch(c, index, ncpus, kvm->tsc_deadline);
     int ret = ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
     free(c);
     return ret;
