@@ -23,7 +23,8 @@ TITLES = {
     "net": "virtio-net TCP throughput (stock-KVM host, netbench, no vhost)",
     "snap": "Snapshot, restore and migration downtime (micro-guests `count` and `dirty`)",
 }
-PEERS = {"blk": "QEMU q35 aio=io_uring", "net": "QEMU q35"}
+PEERS = {"blk": "QEMU q35 aio=threads", "net": "QEMU q35"}
+QEMU_BLK = ("QEMU q35 aio=threads", "QEMU q35 aio=io_uring")
 
 
 class Results:
@@ -211,8 +212,12 @@ def targets(res):
             ratio(res, "linux", "VMM start to guest /init", name, "QEMU microvm"),
             lambda r: r <= 0.7, lambda r: f"{r:.2f}×")
     for metric in ("sequential read", "sequential write", "4 KiB random read"):
-        add(f"virtio-blk {metric} ≥ 1.2× QEMU (kiln io_uring vs QEMU aio=io_uring)",
-            ratio(res, "blk", metric, "kiln io_uring", "QEMU q35 aio=io_uring"),
+        # Against whichever of QEMU's two engines did better on this metric in this run.
+        peers = [(res.median("blk", metric, p), p) for p in QEMU_BLK]
+        best = max((p for p in peers if p[0] is not None), default=(None, None))[1]
+        add(f"virtio-blk {metric} ≥ 1.2× QEMU (kiln's default, io_uring, against QEMU's "
+            f"faster engine{': ' + best[len('QEMU q35 '):] if best else ''})",
+            ratio(res, "blk", metric, "kiln default", best) if best else None,
             lambda r: r >= 1.2, lambda r: f"{r:.2f}×")
     for metric in ("TCP tap guest->host", "TCP tap host->guest", "TCP user guest->host",
                    "TCP user host->guest"):
