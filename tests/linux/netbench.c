@@ -1,12 +1,16 @@
 /*
- * netbench: a minimal TCP throughput tool for the virtio-net tests, built static so the
- * same binary runs in the stock-KVM host and inside the guest's initramfs.
+ * netbench: a minimal TCP throughput and latency tool for the virtio-net tests, built static
+ * so the same binary runs in the stock-KVM host and inside the guest's initramfs.
  *
  *   netbench recv PORT            accept one connection, read to EOF, report
  *   netbench send HOST PORT SECS  connect (retrying for 30 s), send for SECS seconds
+ *   netbench echo PORT            accept one connection, echo every byte back until EOF
+ *   netbench rr HOST PORT COUNT   connect (retrying), COUNT request/reply round trips
  *
  * The receiver's figure is the one to quote: bytes from the first to the last byte read.
- * Output: "netbench: recv BYTES bytes in SECONDS s = MBPS MB/s" (MB = 10^6 bytes).
+ * Output: "netbench: recv BYTES bytes in SECONDS s = MBPS MB/s" (MB = 10^6 bytes), and
+ * "netbench: rr COUNT round trips: median X us p99 Y us min Z us" (RR_SIZE bytes each way,
+ * TCP_NODELAY on both ends, the first RR_WARMUP round trips not counted).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +24,8 @@
 #include <unistd.h>
 
 #define BUF_SIZE (128 * 1024)
+#define RR_SIZE 64
+#define RR_WARMUP 20
 
 static double now(void)
 {
@@ -28,22 +34,57 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int do_recv(int port)
+/* Listens on port, says so (the drivers wait for that line), accepts one connection. */
+static int accept_one(int port)
 {
     int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 1) < 0) {
         perror("netbench: listen");
-        return 1;
+        return -1;
     }
     printf("netbench: listening on %d\n", port);
     fflush(stdout);
     int s = accept(ls, NULL, NULL);
-    if (s < 0) {
+    if (s < 0)
         perror("netbench: accept");
-        return 1;
+    close(ls);
+    return s;
+}
+
+/* Connects to host:port, retrying for 30 s: the peer may still be starting. */
+static int connect_retry(const char *host, int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
+        fprintf(stderr, "netbench: bad address %s\n", host);
+        return -1;
     }
+    for (double until = now() + 30; now() < until;) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
+            return s;
+        close(s);
+        usleep(200000);
+    }
+    perror("netbench: connect");
+    return -1;
+}
+
+/* A small write goes out at once instead of waiting (Nagle) for earlier data's ACK, which
+ * the peer may delay by up to 40 ms: the round trip then times the path, not TCP's timers. */
+static void nodelay(int s)
+{
+    int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int do_recv(int port)
+{
+    int s = accept_one(port);
+    if (s < 0)
+        return 1;
     static char buf[BUF_SIZE];
     unsigned long long total = 0;
     double first = 0, last = 0;
@@ -66,24 +107,9 @@ static int do_recv(int port)
 
 static int do_send(const char *host, int port, double secs)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
-        fprintf(stderr, "netbench: bad address %s\n", host);
-        return 2;
-    }
-    int s = -1;
-    for (double until = now() + 30; now() < until;) {
-        s = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
-            break;
-        close(s);
-        s = -1;
-        usleep(200000);
-    }
-    if (s < 0) {
-        perror("netbench: connect");
+    int s = connect_retry(host, port);
+    if (s < 0)
         return 1;
-    }
     static char buf[BUF_SIZE];
     for (size_t i = 0; i < sizeof(buf); i++)
         buf[i] = (char)(i * 31 + 7);
@@ -107,12 +133,111 @@ static int do_send(const char *host, int port, double secs)
     return 0;
 }
 
+/* Writes all of buf; 0, or -1 on an error. */
+static int write_all(int s, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(s, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads exactly len bytes; 0, or -1 on an error or an early EOF. */
+static int read_full(int s, char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = read(s, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int do_echo(int port)
+{
+    int s = accept_one(port);
+    if (s < 0)
+        return 1;
+    nodelay(s);
+    static char buf[BUF_SIZE];
+    unsigned long long total = 0;
+    for (;;) {
+        ssize_t n = read(s, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (write_all(s, buf, (size_t)n) < 0) {
+            perror("netbench: echo write");
+            return 1;
+        }
+        total += (unsigned long long)n;
+    }
+    printf("netbench: echoed %llu bytes\n", total);
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int do_rr(const char *host, int port, int count)
+{
+    if (count < 1) {
+        fprintf(stderr, "netbench: rr needs COUNT >= 1\n");
+        return 2;
+    }
+    int s = connect_retry(host, port);
+    if (s < 0)
+        return 1;
+    nodelay(s);
+    double *us = malloc((size_t)count * sizeof(*us));
+    char req[RR_SIZE], rep[RR_SIZE];
+    if (!us)
+        return 1;
+    memset(req, 'q', sizeof(req));
+    for (int i = -RR_WARMUP; i < count; i++) {
+        double t = now();
+        errno = 0;
+        if (write_all(s, req, sizeof(req)) < 0 || read_full(s, rep, sizeof(rep)) < 0) {
+            fprintf(stderr, "netbench: rr: round trip %d failed: %s\n", i,
+                    errno ? strerror(errno) : "connection closed");
+            return 1;
+        }
+        if (i >= 0)
+            us[i] = (now() - t) * 1e6;
+    }
+    shutdown(s, SHUT_WR);
+    qsort(us, (size_t)count, sizeof(*us), cmp_double);
+    printf("netbench: rr %d round trips: median %.1f us p99 %.1f us min %.1f us\n", count,
+           us[count / 2], us[(size_t)((count - 1) * 0.99)], us[0]);
+    free(us);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "recv") == 0)
         return do_recv(atoi(argv[2]));
     if (argc == 5 && strcmp(argv[1], "send") == 0)
         return do_send(argv[2], atoi(argv[3]), atof(argv[4]));
-    fprintf(stderr, "usage: netbench recv PORT | netbench send HOST PORT SECONDS\n");
+    if (argc == 3 && strcmp(argv[1], "echo") == 0)
+        return do_echo(atoi(argv[2]));
+    if (argc == 5 && strcmp(argv[1], "rr") == 0)
+        return do_rr(argv[2], atoi(argv[3]), atoi(argv[4]));
+    fprintf(stderr, "usage: netbench recv PORT | netbench send HOST PORT SECONDS |\n"
+                    "       netbench echo PORT | netbench rr HOST PORT COUNT\n");
     return 2;
 }

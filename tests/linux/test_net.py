@@ -22,9 +22,14 @@
      a connection to host port 2222 reaches a server in the guest on port 22;
      20 MiB each way with matching md5sums.
   With KILN_NET_PERF=1 (a benchmark, so not by default): TCP throughput both
-  ways (netbench) for kiln, then QEMU's virtio-net-pci (-M q35, no vhost) over
-  -netdev tap and -netdev user in the same outer boot, and kiln with the
-  guest's transmit offloads off (virtio_net csum=0 gso=0).
+  ways (netbench send/recv) and TCP request latency (netbench rr in the
+  stock-KVM host against netbench echo in the guest, on the host->guest
+  throughput's address and port: 64-byte request and reply, TCP_NODELAY, the
+  median of KILN_NET_RR_COUNT (2000) round trips) for kiln, then QEMU's
+  virtio-net-pci (-M q35, no vhost) over -netdev tap and -netdev user in the
+  same outer boot, and kiln with the guest's transmit offloads off
+  (virtio_net csum=0 gso=0). KILN_NET_BENCH_SECONDS (10) per throughput run,
+  KILN_NET_BENCH_REPS (1) runs of each.
 
 The host side of each check runs in the stock-KVM host through a small agent
 (a process in the namespace that runs the scripts this driver drops into the
@@ -61,6 +66,9 @@ MAC = "52:54:00:12:34:56"
 PERF = os.environ.get("KILN_NET_PERF") == "1"
 BENCH_SECONDS = int(os.environ.get("KILN_NET_BENCH_SECONDS", "10"))
 BENCH_REPS = int(os.environ.get("KILN_NET_BENCH_REPS", "1"))
+RR_COUNT = int(os.environ.get("KILN_NET_RR_COUNT", "2000"))
+RR_SIZE = 64  # netbench.c's RR_SIZE
+RR_LIMIT = 300  # s for RR_COUNT round trips: a few ms each at worst under the TCG outer host
 TAP_HOST, TAP_GUEST = "192.168.100.1", "192.168.100.2"
 
 # Runs in the stock-KVM host, inside a network namespace: executes each
@@ -424,8 +432,37 @@ def bench_once(host, agent, guest_to_host, host_to_guest, secs):
     return out_rate, mbps(out)
 
 
+def rr_figures(text):
+    """(median, p99, min) in µs from netbench rr's line, or None."""
+    m = re.search(r"netbench: rr \d+ round trips: median ([0-9.]+) us p99 ([0-9.]+) us "
+                  r"min ([0-9.]+) us", text)
+    return tuple(float(g) for g in m.groups()) if m else None
+
+
+def latency_once(host, agent, host_to_guest):
+    """netbench rr from the host to netbench echo in the guest, on the port the host->guest
+    throughput run uses (forwarded under user networking): ((median, p99, min) µs or None,
+    netbench rr's output)."""
+    addr, port = host_to_guest
+    # Started in the same guest_run as the wait for its "listening" line: slirp's forward
+    # would otherwise accept the host's connection and close it at once.
+    guest_run(host, f"netbench echo {port} >/tmp/nbe 2>&1 & "
+                    f"for i in $(seq 50); do grep -q listening /tmp/nbe && break; sleep 0.2; done",
+              timeout=60)
+    n = agent.start(f"exec {host.scratch}/netbench rr {addr} {port} {RR_COUNT}")
+    try:
+        status, out = agent.wait(n, RR_LIMIT)
+    except HostError as e:
+        raise HostError(f"{e}{guest_recover(host)}") from e
+    # The echo ends at the client's EOF; one that never got a connection is killed.
+    stop = "wait" if status == 0 else "kill $! 2>/dev/null; wait"
+    guest_run(host, f"{stop}; cat /tmp/nbe; rm -f /tmp/nbe", timeout=60)
+    return (rr_figures(out) if status == 0 else None), out
+
+
 def bench(host, r, agent, label, guest_to_host, host_to_guest, perf):
-    """netbench both ways, BENCH_REPS times; the receiver's MB/s go to `perf`."""
+    """netbench both ways, then request/reply latency, BENCH_REPS times; the receiver's
+    MB/s and the median round trip in µs go to `perf`."""
     if perf is None:
         return
     for _ in range(BENCH_REPS):
@@ -438,6 +475,15 @@ def bench(host, r, agent, label, guest_to_host, host_to_guest, perf):
         for direction, v in (("guest->host", out_rate), ("host->guest", in_rate)):
             perf.setdefault(f"{label} {direction}", []).append(v)
             r.check(f"{label}: netbench {direction}", v is not None, f"{v} MB/s")
+        try:
+            rr, out = latency_once(host, agent, host_to_guest)
+        except HostError as e:
+            r.fail(f"{label}: netbench rr", str(e))
+            return
+        perf.setdefault(f"{label} rr", []).append(rr[0] if rr else None)
+        r.check(f"{label}: netbench rr (host->guest->host)", rr is not None,
+                "median %.1f us, p99 %.1f us, min %.1f us" % rr if rr else
+                f"no figures: {out.strip()[-200:]!r}")
 
 
 def start_vmm(host, r, label, cmd):
@@ -648,20 +694,31 @@ def write_tools(host, netbench):
 def report(perf):
     if not perf:
         return
-    print(f"PERF: TCP throughput, MB/s: netbench's receiver, {BENCH_SECONDS} s runs, "
-          f"median of {BENCH_REPS}", flush=True)
     med = {}
-    for key, vals in perf.items():
-        good = [v for v in vals if v is not None]
-        med[key] = statistics.median(good) if good else None
-        runs = " ".join(f"{v:.1f}" if v is not None else "n/a" for v in vals)
-        shown = f"{med[key]:.1f}" if med[key] is not None else "n/a"
-        print(f"PERF: {key}: {shown} (runs: {runs})", flush=True)
+    latency = [k for k in perf if k.endswith(" rr")]
+    for keys, title in (
+            ([k for k in perf if k not in latency],
+             f"TCP throughput, MB/s: netbench's receiver, {BENCH_SECONDS} s runs, "
+             f"median of {BENCH_REPS}"),
+            (latency,
+             f"TCP request latency, us (lower is better): netbench rr, host to the guest's "
+             f"echo and back, {RR_SIZE}-byte request and reply, median round trip of "
+             f"{RR_COUNT}; median of {BENCH_REPS}")):
+        if keys:
+            print(f"PERF: {title}", flush=True)
+        for key in keys:
+            vals = perf[key]
+            good = [v for v in vals if v is not None]
+            med[key] = statistics.median(good) if good else None
+            runs = " ".join(f"{v:.1f}" if v is not None else "n/a" for v in vals)
+            shown = f"{med[key]:.1f}" if med[key] is not None else "n/a"
+            print(f"PERF: {key}: {shown} (runs: {runs})", flush=True)
     for net in ("tap", "user"):
-        for direction in ("guest->host", "host->guest"):
+        for direction in ("guest->host", "host->guest", "rr"):
             k, q = med.get(f"kiln {net} {direction}"), med.get(f"qemu {net} {direction}")
             if k and q:
-                print(f"PERF: ratio kiln/qemu {net} {direction}: {k / q:.2f}", flush=True)
+                note = " (lower is better)" if direction == "rr" else ""
+                print(f"PERF: ratio kiln/qemu {net} {direction}: {k / q:.2f}{note}", flush=True)
 
 
 def main():
