@@ -5,7 +5,8 @@ all checks:
 
   A: bzImage + initramfs, 1 vCPU, 128M, --no-reboot, --console-log:
      readiness line, typed input reaches the shell (echo $((6*7)) -> 42),
-     nproc, MemTotal, guest clock, poweroff ends the VMM with status 0,
+     nproc, /proc/cpuinfo flags (hypervisor, x2apic, tsc_deadline_timer; no
+     svm/vmx under kiln), MemTotal, guest clock, poweroff ends the VMM with status 0,
      the console log has the guest's output, the terminal is restored.
   B: PVH vmlinux + initramfs, 2 vCPUs, 4G: nproc, MemTotal, reboot brings
      the guest back (readiness line twice), Ctrl-A x quits, the terminal is
@@ -38,6 +39,23 @@ def check_nproc(host, r, label, want):
     got = re.findall(r"^\s*(\d+)\s*$", out, re.M)
     r.check(f"{label}: nproc is {want}", status == 0 and got[-1:] == [str(want)],
             f"got {out.strip()!r}")
+
+
+def check_cpu_flags(host, r, label, vmm):
+    """What the guest's /proc/cpuinfo says of the CPU kiln describes in CPUID."""
+    try:
+        status, out = guest_run(host, "grep -m1 '^flags' /proc/cpuinfo")
+    except HostError as e:
+        return r.fail(f"{label}: /proc/cpuinfo flags", str(e))
+    flags = set(out.split(":", 1)[-1].split())
+    # KVM leaves TSC-deadline to the VMM; without it Linux falls back to the APIC timer.
+    want = {"hypervisor", "tsc_deadline_timer", "x2apic"}
+    r.check(f"{label}: /proc/cpuinfo has {', '.join(sorted(want))}",
+            status == 0 and want <= flags, f"missing: {' '.join(sorted(want - flags))}")
+    if vmm.name == "kiln":
+        r.check(f"{label}: /proc/cpuinfo has no svm or vmx (kiln offers no nesting)",
+                status == 0 and not flags & {"svm", "vmx"},
+                f"has: {' '.join(sorted(flags & {'svm', 'vmx'}))}")
 
 
 def check_hwrng(host, r, label):
@@ -110,6 +128,7 @@ def scenario_a(host, vmm, guest, r):
     except HostError as e:
         r.fail(f"{label}: typed input reaches the guest shell (6*7 = 42)", str(e))
     check_nproc(host, r, label, 1)
+    check_cpu_flags(host, r, label, vmm)
     check_memtotal(host, r, label, 128)
     check_clock(host, r, label, outer_epoch, driver_then)
     t = time.monotonic()

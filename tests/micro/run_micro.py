@@ -11,6 +11,7 @@ Python 3 standard library only.
 
 import argparse
 import datetime
+import fcntl
 import os
 import re
 import selectors
@@ -295,6 +296,18 @@ def t_pci(a, c):
     c.line(res, "pci: done, failures 0")
 
 
+KVM_CHECK_EXTENSION = 0xAE03
+KVM_CAP_TSC_DEADLINE_TIMER = 72
+
+
+def kvm_has_cap(cap):
+    fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(fd, KVM_CHECK_EXTENSION, cap) > 0
+    finally:
+        os.close(fd)
+
+
 def t_cpuid(a, c):
     need_kvm()
     res = run_kiln(a.kiln, raw(a.guest), timeout=30)
@@ -306,6 +319,14 @@ def t_cpuid(a, c):
     c.check(any(l.startswith('cpuid hypervisor "KVMKVMKVM"') for l in res.lines),
             "hypervisor signature KVMKVMKVM")
     c.line(res, "cpuid initial-apic-id 0")
+    # KVM leaves the TSC-deadline bit to the VMM; kiln sets it when the in-kernel LAPIC
+    # has the mode (KVM_CAP_TSC_DEADLINE_TIMER), or Linux falls back to the APIC timer.
+    leaf1 = next((l for l in res.lines if l.startswith("cpuid leaf1 ")), "")
+    m = re.search(r" ecx 0x([0-9a-f]+)", leaf1)
+    deadline = bool(m and int(m.group(1), 16) >> 24 & 1)
+    c.check(deadline == kvm_has_cap(KVM_CAP_TSC_DEADLINE_TIMER),
+            f"CPUID.1:ECX.TSC_DEADLINE is {int(deadline)}, KVM's capability "
+            f"{int(kvm_has_cap(KVM_CAP_TSC_DEADLINE_TIMER))} ({leaf1!r})")
     c.line(res, "cpuid: done, failures 0")
 
 
