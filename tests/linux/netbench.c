@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,26 +134,11 @@ static int do_send(const char *host, int port, double secs)
     return 0;
 }
 
-/* Writes all of buf; 0, or -1 on an error. */
-static int write_all(int s, const char *buf, size_t len)
+/* Writes all of buf, or reads exactly len bytes into it: 0, or -1 on an error or early EOF. */
+static int transfer_all(int s, char *buf, size_t len, bool writing)
 {
     while (len > 0) {
-        ssize_t n = write(s, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Reads exactly len bytes; 0, or -1 on an error or an early EOF. */
-static int read_full(int s, char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = read(s, buf, len);
+        ssize_t n = writing ? write(s, buf, len) : read(s, buf, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -177,7 +163,7 @@ static int do_echo(int port)
             continue;
         if (n <= 0)
             break;
-        if (write_all(s, buf, (size_t)n) < 0) {
+        if (transfer_all(s, buf, (size_t)n, true) < 0) {
             perror("netbench: echo write");
             return 1;
         }
@@ -211,7 +197,8 @@ static int do_rr(const char *host, int port, int count)
     for (int i = -RR_WARMUP; i < count; i++) {
         double t = now();
         errno = 0;
-        if (write_all(s, req, sizeof(req)) < 0 || read_full(s, rep, sizeof(rep)) < 0) {
+        if (transfer_all(s, req, sizeof(req), true) < 0 ||
+            transfer_all(s, rep, sizeof(rep), false) < 0) {
             fprintf(stderr, "netbench: rr: round trip %d failed: %s\n", i,
                     errno ? strerror(errno) : "connection closed");
             return 1;
