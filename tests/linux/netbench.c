@@ -81,11 +81,29 @@ static void nodelay(int s)
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static int do_recv(int port)
+/* Writes all of buf, or reads exactly len bytes into it: 0, or -1 on an error or early EOF. */
+static int transfer_all(int s, char *buf, size_t len, bool writing)
+{
+    while (len > 0) {
+        ssize_t n = writing ? write(s, buf, len) : read(s, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads to EOF and reports the rate; `echo` also writes every byte back at once. */
+static int do_recv(int port, bool echo)
 {
     int s = accept_one(port);
     if (s < 0)
         return 1;
+    if (echo)
+        nodelay(s);
     static char buf[BUF_SIZE];
     unsigned long long total = 0;
     double first = 0, last = 0;
@@ -95,14 +113,21 @@ static int do_recv(int port)
             continue;
         if (n <= 0)
             break;
+        if (echo && transfer_all(s, buf, (size_t)n, true) < 0) {
+            perror("netbench: echo write");
+            return 1;
+        }
         last = now();
         if (total == 0)
             first = last;
         total += (unsigned long long)n;
     }
     double secs = last > first ? last - first : 0;
-    printf("netbench: recv %llu bytes in %.3f s = %.2f MB/s\n", total, secs,
-           secs > 0 ? (double)total / secs / 1e6 : 0.0);
+    if (echo)
+        printf("netbench: echoed %llu bytes\n", total);
+    else
+        printf("netbench: recv %llu bytes in %.3f s = %.2f MB/s\n", total, secs,
+               secs > 0 ? (double)total / secs / 1e6 : 0.0);
     return 0;
 }
 
@@ -131,45 +156,6 @@ static int do_send(const char *host, int port, double secs)
     }
     double t = now() - start;
     printf("netbench: sent %llu bytes in %.3f s = %.2f MB/s\n", total, t, (double)total / t / 1e6);
-    return 0;
-}
-
-/* Writes all of buf, or reads exactly len bytes into it: 0, or -1 on an error or early EOF. */
-static int transfer_all(int s, char *buf, size_t len, bool writing)
-{
-    while (len > 0) {
-        ssize_t n = writing ? write(s, buf, len) : read(s, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int do_echo(int port)
-{
-    int s = accept_one(port);
-    if (s < 0)
-        return 1;
-    nodelay(s);
-    static char buf[BUF_SIZE];
-    unsigned long long total = 0;
-    for (;;) {
-        ssize_t n = read(s, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        if (transfer_all(s, buf, (size_t)n, true) < 0) {
-            perror("netbench: echo write");
-            return 1;
-        }
-        total += (unsigned long long)n;
-    }
-    printf("netbench: echoed %llu bytes\n", total);
     return 0;
 }
 
@@ -217,11 +203,11 @@ static int do_rr(const char *host, int port, int count)
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "recv") == 0)
-        return do_recv(atoi(argv[2]));
+        return do_recv(atoi(argv[2]), false);
     if (argc == 5 && strcmp(argv[1], "send") == 0)
         return do_send(argv[2], atoi(argv[3]), atof(argv[4]));
     if (argc == 3 && strcmp(argv[1], "echo") == 0)
-        return do_echo(atoi(argv[2]));
+        return do_recv(atoi(argv[2]), true);
     if (argc == 5 && strcmp(argv[1], "rr") == 0)
         return do_rr(argv[2], atoi(argv[3]), atoi(argv[4]));
     fprintf(stderr, "usage: netbench recv PORT | netbench send HOST PORT SECONDS |\n"
