@@ -167,7 +167,7 @@ def run(main):
       no reset was expected (outerhost.RESETS). Under heavy guest transmit over
       tap in the stock-KVM host that happened in about a third of the runs
       under kiln (the guest's CR3 pointed above its RAM; tests/linux/README.md
-      and issue 3) and in none of 32 under QEMU: a kiln bug or a kiln-triggered
+      and issue 3) and in none of 26 under QEMU: a kiln bug or a kiln-triggered
       one in the nested stack, not understood yet, so it stays visible (RETRY:
       lines) without failing every CI run; a third one in a file fails it."""
     try:
