@@ -163,6 +163,7 @@ class OuterHost:
         self.boot_seconds = None
         self._log = None
         self._cmd_marker = None  # end marker of the command started by spawn()
+        self._cmd_deadline = None  # when its `timeout` SIGKILLs it (spawn's limit)
 
     # ---- life cycle -----------------------------------------------------
 
@@ -438,11 +439,10 @@ class OuterHost:
         TCG freezes now and then, FACTS.md; or the VMM sits in uninterruptible
         I/O on the 9p share): no verdict on the VMM, recorded in DEATHS like a
         dead host, so linuxtest.run() runs the file again."""
-        deadline = getattr(self, "_cmd_deadline", None)
-        if deadline is None:
+        if self._cmd_deadline is None:
             return False
         try:
-            self.wait_exit(timeout=max(0.0, deadline - time.monotonic()) + 30)
+            self.wait_exit(timeout=max(0.0, self._cmd_deadline - time.monotonic()) + 30)
             return False
         except Timeout:
             DEATHS.append("the stock-KVM host stopped answering: the VMM ignored its quit keys "
