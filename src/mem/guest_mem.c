@@ -7,8 +7,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define GUEST_MEM_ALIGN (2ULL << 20)
-
 int guest_mem_add_region(struct guest_mem *mem, uint64_t gpa, uint64_t size, void *hva)
 {
     if (mem->nregions >= GUEST_MEM_MAX_REGIONS || size == 0 || gpa + size < gpa)
@@ -24,8 +22,8 @@ int guest_mem_add_region(struct guest_mem *mem, uint64_t gpa, uint64_t size, voi
 }
 
 /* Lays RAM out below `hole_start` and, for what does not fit, from `high_start` upwards. */
-static int guest_mem_layout(struct guest_mem *mem, void *p, uint64_t ram_size, uint64_t hole_start,
-                            uint64_t high_start)
+static int guest_mem_layout(struct guest_mem *mem, void *p, uint64_t ram_size,
+                            uint64_t hole_start, uint64_t high_start)
 {
     /* Guest RAM is large and sparse: keep it out of core dumps and forked children. */
     madvise(p, ram_size, MADV_DONTDUMP);
@@ -42,31 +40,6 @@ static int guest_mem_layout(struct guest_mem *mem, void *p, uint64_t ram_size, u
     return ret;
 }
 
-/*
- * Address space for guest RAM starting on a 2 MiB boundary, so that guest-physical and host
- * huge pages line up: where the host backs the RAM with transparent huge pages, KVM can then
- * map it with 2 MiB pages in the second-level page tables (fewer faults and TLB misses).
- * A PROT_NONE placeholder of exactly `size` bytes, to be mapped over; NULL and errno on error.
- */
-static void *reserve_aligned(uint64_t size)
-{
-    uint64_t span = size + GUEST_MEM_ALIGN;
-    if (span < size) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    uint8_t *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    uint8_t *start =
-        (uint8_t *)(((uintptr_t)p + GUEST_MEM_ALIGN - 1) & ~(uintptr_t)(GUEST_MEM_ALIGN - 1));
-    if (start > p)
-        munmap(p, (size_t)(start - p));
-    if (start + size < p + span)
-        munmap(start + size, (size_t)(p + span - (start + size)));
-    return start;
-}
-
 /* Maps guest RAM: anonymous (fd < 0) or a private, copy-on-write view of a file. */
 static int guest_mem_map(struct guest_mem *mem, int fd, uint64_t ram_size, uint64_t hole_start,
                          uint64_t high_start)
@@ -76,16 +49,10 @@ static int guest_mem_map(struct guest_mem *mem, int fd, uint64_t ram_size, uint6
         return -EINVAL;
     if (ram_size > SIZE_MAX)
         return -ENOMEM;
-    void *at = reserve_aligned(ram_size);
-    if (!at)
+    int flags = MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0);
+    void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (p == MAP_FAILED)
         return -errno;
-    int flags = MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0);
-    void *p = mmap(at, ram_size, PROT_READ | PROT_WRITE, flags, fd, 0);
-    if (p == MAP_FAILED) {
-        int err = errno;
-        munmap(at, ram_size);
-        return -err;
-    }
     int ret = guest_mem_layout(mem, p, ram_size, hole_start, high_start);
     mem->anonymous = ret == 0 && fd < 0;
     return ret;
