@@ -247,19 +247,30 @@ class SlowRelay:
 
     def close(self):
         """The connection drops, as it does when the receiving process dies (without waiting
-        for the relay's threads to notice it on their own)."""
+        for the relay's threads to notice it on their own): a reset, whatever the threads are
+        doing (CI once saw the sender wait out its 30 s timeouts after a plain shutdown)."""
         for s in self.conns:
             try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            s.close()
+
+    def state(self):
+        """What the relay's sockets look like now, for a failure's message."""
+        out = subprocess.run(["ss", "-tnoi", f"( sport = :{self.port} or dport = :{self.port}"
+                              f" or dport = :{self.target} )"], capture_output=True, text=True)
+        alive = sum(t.name.startswith("relay") for t in threading.enumerate())
+        return f"relayed {self.relayed} bytes, {alive} relay threads alive\n{out.stdout}"
 
     def _run(self):
         a, _ = self.listener.accept()
         b = socket.create_connection((HOST, self.target))
         self.conns = (a, b)
-        threading.Thread(target=self._pipe, args=(a, b, True), daemon=True).start()
-        threading.Thread(target=self._pipe, args=(b, a, False), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(a, b, True), name="relay-to", daemon=True).start()
+        threading.Thread(target=self._pipe, args=(b, a, False), name="relay-back",
+                         daemon=True).start()
 
 
 def sender_confined(pid):
@@ -291,8 +302,11 @@ def t_killed(a, c, tmp):
     r.wait_exit()
     relay.close()
     report = wait_end(k)
-    c.check(report.get("state") == "failed" and report.get("error"),
-            f"the migration fails with a reason ({report.get('state')}: {report.get('error')})")
+    if not c.check(report.get("state") == "failed" and report.get("error"),
+                   f"the migration fails with a reason ({report.get('state')}: "
+                   f"{report.get('error')})"):
+        print(f"receiver: {r.proc.returncode}; {relay.state()}\nsource's log:\n"
+              f"{k.stderr()[-2000:]}")
     st, body, _ = k.request("GET", "/")
     c.check(st == 200 and body.get("state") == "Running", f"the source is Running ({body})")
     n = len(counts(k.text()))
