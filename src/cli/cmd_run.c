@@ -18,6 +18,7 @@
 #include "cli/run_vm.h"
 #include "jail/jail.h"
 #include "util.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 #define MAX_KERNEL_SIZE (512 * MiB)
@@ -154,6 +155,12 @@ static int add_devices(struct vm *vm, const struct jail *jail)
 static int run_build(struct vm_config *cfg, struct boot_images *img, const struct jail *jail,
                      struct vm **out)
 {
+    /* The filters are compiled now, while libseccomp can still be loaded (not in a jail). */
+    int ret = cfg->seccomp ? seccomp_prepare() : 0;
+    if (ret < 0) {
+        log_error("preparing the seccomp filters: %s", strerror(-ret));
+        return KILN_EXIT_VM_FAILED;
+    }
     struct kvm kvm;
     if (kvm_open(&kvm, cfg->kvm_path) < 0)
         return KILN_EXIT_NO_KVM;
@@ -169,7 +176,7 @@ static int run_build(struct vm_config *cfg, struct boot_images *img, const struc
         return KILN_EXIT_RESOURCES;
     }
     int status;
-    int ret = vm_create(vm, cfg, &kvm, img);
+    ret = vm_create(vm, cfg, &kvm, img);
     if (ret < 0) {
         if (ret == -ENOMEM)
             log_error("cannot allocate %lluM of guest memory",

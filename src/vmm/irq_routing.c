@@ -6,28 +6,40 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+/* A free entry, zeroed; the table grows at set-up time (main thread), never past the max. */
+static struct kvm_irq_routing_entry *add_entry(struct irq_routing *r)
+{
+    if (r->count == r->capacity) {
+        unsigned want = r->capacity * 2;
+        if (want > IRQ_ROUTING_MAX)
+            return NULL;
+        struct kvm_irq_routing *t =
+            realloc(r->table, sizeof(*t) + want * sizeof(struct kvm_irq_routing_entry));
+        if (!t)
+            return NULL;
+        r->table = t;
+        r->capacity = want;
+    }
+    struct kvm_irq_routing_entry *e = &r->table->entries[r->count++];
+    memset(e, 0, sizeof(*e));
+    return e;
+}
+
 static void add_irqchip(struct irq_routing *r, uint32_t gsi, uint32_t chip, uint32_t pin)
 {
-    struct kvm_irq_routing_entry *e = &r->entries[r->count++];
-    memset(e, 0, sizeof(*e));
+    struct kvm_irq_routing_entry *e = add_entry(r); /* within the initial capacity */
     e->gsi = gsi;
     e->type = KVM_IRQ_ROUTING_IRQCHIP;
     e->u.irqchip.irqchip = chip;
     e->u.irqchip.pin = pin;
 }
 
+/* Called from vCPU threads too (MSI-X table writes): no allocation here. */
 static int irq_routing_commit(struct irq_routing *r)
 {
-    struct kvm_irq_routing *table =
-        malloc(sizeof(*table) + r->count * sizeof(struct kvm_irq_routing_entry));
-    if (!table)
-        return -ENOMEM;
-    table->nr = r->count;
-    table->flags = 0;
-    memcpy(table->entries, r->entries, r->count * sizeof(struct kvm_irq_routing_entry));
-    int ret = ioctl(r->vm_fd, KVM_SET_GSI_ROUTING, table) < 0 ? -errno : 0;
-    free(table);
-    return ret;
+    r->table->nr = r->count;
+    r->table->flags = 0;
+    return ioctl(r->vm_fd, KVM_SET_GSI_ROUTING, r->table) < 0 ? -errno : 0;
 }
 
 /*
@@ -38,8 +50,9 @@ static int irq_routing_commit(struct irq_routing *r)
 int irq_routing_init(struct irq_routing *r, int vm_fd)
 {
     memset(r, 0, sizeof(*r));
-    r->entries = calloc(IRQ_ROUTING_MAX, sizeof(*r->entries));
-    if (!r->entries)
+    r->capacity = IRQ_ROUTING_INITIAL;
+    r->table = malloc(sizeof(*r->table) + r->capacity * sizeof(struct kvm_irq_routing_entry));
+    if (!r->table)
         return -ENOMEM;
     pthread_mutex_init(&r->lock, NULL);
     r->vm_fd = vm_fd;
@@ -59,20 +72,19 @@ int irq_routing_init(struct irq_routing *r, int vm_fd)
 
 void irq_routing_destroy(struct irq_routing *r)
 {
-    if (!r->entries)
+    if (!r->table)
         return;
     pthread_mutex_destroy(&r->lock);
-    free(r->entries);
-    r->entries = NULL;
+    free(r->table);
+    r->table = NULL;
 }
 
 int irq_routing_alloc_msi(struct irq_routing *r)
 {
     pthread_mutex_lock(&r->lock);
-    int gsi = -ENOSPC;
-    if (r->count < IRQ_ROUTING_MAX) {
-        struct kvm_irq_routing_entry *e = &r->entries[r->count++];
-        memset(e, 0, sizeof(*e));
+    struct kvm_irq_routing_entry *e = add_entry(r);
+    int gsi = r->count >= IRQ_ROUTING_MAX ? -ENOSPC : -ENOMEM;
+    if (e) {
         e->gsi = r->next_gsi++;
         e->type = KVM_IRQ_ROUTING_MSI;
         gsi = (int)e->gsi;
@@ -86,7 +98,7 @@ int irq_routing_set_msi(struct irq_routing *r, uint32_t gsi, uint64_t address, u
     int ret = -ENOENT;
     pthread_mutex_lock(&r->lock);
     for (unsigned i = 0; i < r->count; i++) {
-        struct kvm_irq_routing_entry *e = &r->entries[i];
+        struct kvm_irq_routing_entry *e = &r->table->entries[i];
         if (e->gsi != gsi || e->type != KVM_IRQ_ROUTING_MSI)
             continue;
         if (e->u.msi.address_lo == (uint32_t)address &&

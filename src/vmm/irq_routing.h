@@ -10,16 +10,18 @@
 #include <stdint.h>
 
 #define IRQ_ROUTING_MAX 1024
+#define IRQ_ROUTING_INITIAL 64 /* the 38 PIC and IOAPIC routes, then room for MSI-X vectors */
 #define IRQ_ROUTING_FIRST_MSI_GSI 24 /* after the 24 IOAPIC pins */
 
-struct kvm_irq_routing_entry;
+struct kvm_irq_routing;
 
 struct irq_routing {
     pthread_mutex_t lock;
     int vm_fd;
-    unsigned count;
+    unsigned count;    /* entries in use */
+    unsigned capacity; /* entries allocated, up to IRQ_ROUTING_MAX */
     uint32_t next_gsi;
-    struct kvm_irq_routing_entry *entries; /* IRQ_ROUTING_MAX of them */
+    struct kvm_irq_routing *table; /* what KVM_SET_GSI_ROUTING takes, kept ready */
 };
 
 /* Installs the PC's default routes on `vm_fd`. Returns 0 or a negative errno. */

@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
 #include <linux/if_tun.h>
 #include <linux/io_uring.h>
 #include <pthread.h>
@@ -23,7 +25,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <ucontext.h>
@@ -31,6 +35,7 @@
 
 #include "cli/exit_codes.h"
 #include "console/console.h"
+#include "dynlib.h"
 #include "util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -200,14 +205,47 @@ static struct scmp_arg_cmp arg_is(unsigned n, enum scmp_compare op, scmp_datum_t
     return (struct scmp_arg_cmp){.arg = n, .op = op, .datum_a = a, .datum_b = b};
 }
 
+/*
+ * libseccomp's entry points. The library is only ever loaded in the short-lived child that
+ * compiles the filters (compile_filters): kiln itself never maps it, nor keeps the heap it
+ * builds a filter in.
+ */
+struct scmp_lib {
+    scmp_filter_ctx (*init)(uint32_t def_action);
+    int (*rule_add_array)(scmp_filter_ctx ctx, uint32_t action, int syscall, unsigned arg_cnt,
+                          const struct scmp_arg_cmp *args);
+    int (*export_bpf)(const scmp_filter_ctx ctx, int fd);
+    void (*release)(scmp_filter_ctx ctx);
+    uint32_t (*arch_native)(void);
+    const char *(*resolve_num_arch)(uint32_t arch, int num);
+};
+
+/* A filter being built: the library, its context and the pid that tgkill may target. */
+struct builder {
+    const struct scmp_lib *lib;
+    scmp_filter_ctx ctx;
+    pid_t pid;
+};
+
+static int add_rule(struct builder *b, uint32_t action, int nr, unsigned n,
+                    const struct scmp_arg_cmp *cmp)
+{
+    return b->lib->rule_add_array(b->ctx, action, nr, n, n ? cmp : NULL);
+}
+
 /* One allow rule, with argument checks (n of them) unless the call is allowed outright. */
-static int allow(scmp_filter_ctx ctx, int nr, unsigned n, struct scmp_arg_cmp cmp)
+static int allow(struct builder *b, int nr, unsigned n, struct scmp_arg_cmp cmp)
 {
     if (sanitizer_allows(nr))
         return 0;
-    int ret = n ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, cmp)
-                : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    int ret = add_rule(b, SCMP_ACT_ALLOW, nr, n, &cmp);
     return ret == -EEXIST ? 0 : ret; /* listed twice (a kind's and a common call) */
+}
+
+/* The call fails with `err` instead of stopping kiln. */
+static int refuse(struct builder *b, int nr, int err)
+{
+    return add_rule(b, SCMP_ACT_ERRNO((uint32_t)err), nr, 0, NULL);
 }
 
 struct kind_table {
@@ -228,70 +266,70 @@ static const struct kind_table kinds[SECCOMP_THREAD_KINDS] = {
 
 /* ---- rules with argument checks ---- */
 
-static int rule_ioctls(scmp_filter_ctx ctx, const struct kind_table *t)
+static int rule_ioctls(struct builder *b, const struct kind_table *t)
 {
     int ret = 0;
     for (unsigned i = 0; i < t->nioctls && ret == 0; i++)
         /* The kernel reads the request as 32 bits: compare those. */
-        ret = allow(ctx, SCMP_SYS(ioctl), 1,
+        ret = allow(b, SCMP_SYS(ioctl), 1,
                     arg_is(1, SCMP_CMP_MASKED_EQ, 0xffffffffUL, t->ioctls[i]));
     return ret;
 }
 
 /* No new executable memory: guest-influenced data must never become code. */
-static int rule_memory(scmp_filter_ctx ctx)
+static int rule_memory(struct builder *b)
 {
-    return allow(ctx, SCMP_SYS(mmap), 1, arg_is(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))
-               ?: allow(ctx, SCMP_SYS(mprotect), 1, arg_is(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    return allow(b, SCMP_SYS(mmap), 1, arg_is(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))
+               ?: allow(b, SCMP_SYS(mprotect), 1, arg_is(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 }
 
 /* Signals only to our own threads (vCPU kicks, raise). */
-static int rule_tgkill(scmp_filter_ctx ctx)
+static int rule_tgkill(struct builder *b)
 {
-    return allow(ctx, SCMP_SYS(tgkill), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
+    return allow(b, SCMP_SYS(tgkill), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)b->pid, 0));
 }
 
-static int rule_vmm(scmp_filter_ctx ctx)
+static int rule_vmm(struct builder *b)
 {
-    int ret = rule_tgkill(ctx);
+    int ret = rule_tgkill(b);
     /* Threads (vCPUs after a reset), never processes. glibc falls back from clone3, whose
      * flags live in memory a filter cannot read, to clone when told ENOSYS. */
-    ret = ret ?: allow(ctx, SCMP_SYS(clone), 1,
+    ret = ret ?: allow(b, SCMP_SYS(clone), 1,
                        arg_is(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
-    ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    ret = ret ?: refuse(b, SCMP_SYS(clone3), ENOSYS);
     /* A disk's ring gives its image back at exit (block/aio_uring.c); no other registration. */
-    ret = ret ?: allow(ctx, SCMP_SYS(io_uring_register), 1,
+    ret = ret ?: allow(b, SCMP_SYS(io_uring_register), 1,
                        arg_is(1, SCMP_CMP_EQ, IORING_UNREGISTER_FILES, 0));
     /* Sockets for user networking and vsock only: IP and Unix. */
     static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
     for (unsigned i = 0; i < ARRAY_SIZE(families) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(socket), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)families[i], 0));
+        ret = allow(b, SCMP_SYS(socket), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)families[i], 0));
     /* New vCPU threads name themselves and add their own filter. */
     static const int prctls[] = {PR_SET_NAME, PR_GET_SECCOMP, PR_SET_NO_NEW_PRIVS};
     for (unsigned i = 0; i < ARRAY_SIZE(prctls) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(prctl), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)prctls[i], 0));
+        ret = allow(b, SCMP_SYS(prctl), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)prctls[i], 0));
     /* Nonblocking mode and close-on-exec on sockets; nothing else fcntl can do. */
     static const int fcntls[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
     for (unsigned i = 0; i < ARRAY_SIZE(fcntls) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
+        ret = allow(b, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
     return ret;
 }
 
-static int rule_api(scmp_filter_ctx ctx)
+static int rule_api(struct builder *b)
 {
-    int ret = rule_tgkill(ctx);
+    int ret = rule_tgkill(b);
     /* PUT /migrate (migrate/source.c): a TCP connection to the destination, then the
      * migration thread, which inherits this filter. IP sockets only; threads, not processes. */
     static const int families[] = {AF_INET, AF_INET6};
     for (unsigned i = 0; i < ARRAY_SIZE(families) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(socket), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)families[i], 0));
-    ret = ret ?: allow(ctx, SCMP_SYS(clone), 1,
+        ret = allow(b, SCMP_SYS(socket), 1, arg_is(0, SCMP_CMP_EQ, (scmp_datum_t)families[i], 0));
+    ret = ret ?: allow(b, SCMP_SYS(clone), 1,
                        arg_is(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
-    ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-    ret = ret ?: allow(ctx, SCMP_SYS(prctl), 1, arg_is(0, SCMP_CMP_EQ, PR_SET_NAME, 0));
+    ret = ret ?: refuse(b, SCMP_SYS(clone3), ENOSYS);
+    ret = ret ?: allow(b, SCMP_SYS(prctl), 1, arg_is(0, SCMP_CMP_EQ, PR_SET_NAME, 0));
     static const int fcntls[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
     for (unsigned i = 0; i < ARRAY_SIZE(fcntls) && ret == 0; i++)
-        ret = allow(ctx, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
+        ret = allow(b, SCMP_SYS(fcntl), 1, arg_is(1, SCMP_CMP_EQ, (scmp_datum_t)fcntls[i], 0));
     return ret;
 }
 
@@ -302,65 +340,226 @@ static int rule_api(scmp_filter_ctx ctx)
  * freeing what the API thread allocated); it copes with the failure. Nothing is opened
  * either way.
  */
-static int rule_no_open(scmp_filter_ctx ctx)
+static int rule_no_open(struct builder *b)
 {
     static const int opens[] = {SCMP_SYS(open), SCMP_SYS(openat)};
     int ret = 0;
     for (unsigned i = 0; i < ARRAY_SIZE(opens) && ret == 0; i++)
         if (!sanitizer_allows(opens[i]))
-            ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), opens[i], 0);
+            ret = refuse(b, opens[i], EACCES);
     return ret;
 }
 
-static int rule_kind(scmp_filter_ctx ctx, enum seccomp_thread_kind kind)
+static int rule_kind(struct builder *b, enum seccomp_thread_kind kind)
 {
     if (kind != SECCOMP_THREAD_API) {
-        int ret = rule_no_open(ctx);
+        int ret = rule_no_open(b);
         if (ret < 0)
             return ret;
     }
     switch (kind) {
     case SECCOMP_THREAD_VMM:
-        return rule_vmm(ctx);
+        return rule_vmm(b);
     case SECCOMP_THREAD_VCPU:
-        return rule_tgkill(ctx);
+        return rule_tgkill(b);
     case SECCOMP_THREAD_API:
-        return rule_api(ctx);
+        return rule_api(b);
     default:
         return 0;
     }
 }
 
-static int add_calls(scmp_filter_ctx ctx, const int *calls, unsigned n)
+static int add_calls(struct builder *b, const int *calls, unsigned n)
 {
     int ret = 0;
     for (unsigned i = 0; i < n && ret == 0; i++)
-        ret = allow(ctx, calls[i], 0, (struct scmp_arg_cmp){0});
+        ret = allow(b, calls[i], 0, (struct scmp_arg_cmp){0});
     return ret;
 }
 
-static scmp_filter_ctx build_filter(enum seccomp_thread_kind kind)
+static int build_filter(struct builder *b, enum seccomp_thread_kind kind)
 {
     const struct kind_table *t = &kinds[kind];
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
-    if (!ctx)
-        return NULL;
     int ret = 0;
 #ifdef KILN_SANITIZED
     for (unsigned i = 0; i < ARRAY_SIZE(sanitizer_calls) && ret == 0; i++)
-        ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sanitizer_calls[i], 0);
+        ret = add_rule(b, SCMP_ACT_ALLOW, sanitizer_calls[i], 0, NULL);
 #endif
-    ret = ret ?: add_calls(ctx, common_calls, ARRAY_SIZE(common_calls));
-    ret = ret ?: add_calls(ctx, t->calls, t->ncalls);
-    ret = ret ?: rule_memory(ctx);
-    ret = ret ?: rule_ioctls(ctx, t);
-    ret = ret ?: rule_kind(ctx, kind);
-    if (ret < 0) {
-        seccomp_release(ctx);
-        errno = -ret;
-        return NULL;
+    ret = ret ?: add_calls(b, common_calls, ARRAY_SIZE(common_calls));
+    ret = ret ?: add_calls(b, t->calls, t->ncalls);
+    ret = ret ?: rule_memory(b);
+    ret = ret ?: rule_ioctls(b, t);
+    ret = ret ?: rule_kind(b, kind);
+    return ret;
+}
+
+/*
+ * ---- compiling, in a child process ----
+ *
+ * libseccomp builds a filter in a few hundred KiB of heap and pulls in code of its own and
+ * of libc; done in kiln, that stays resident for the VM's whole life (about 400 KiB with
+ * four thread kinds, more than kiln's own data). So a forked child loads the library,
+ * compiles every kind's filter to BPF and writes it, with the system call names the SIGSYS
+ * report needs, to a memfd; kiln keeps those few KiB and installs them with seccomp(2).
+ *
+ * The memfd holds, for each kind in order, a 32-bit byte count and that many bytes of BPF,
+ * then MAX_SYSCALL_NR NUL-terminated names (empty where the number has none).
+ */
+#define MAX_SYSCALL_NR 512
+#define COMPILED_MAX_BYTES (1u << 20)
+
+static int load_libseccomp(struct scmp_lib *lib)
+{
+    const struct dynlib_symbol syms[] = {
+        {"seccomp_init", (void **)&lib->init},
+        {"seccomp_rule_add_array", (void **)&lib->rule_add_array},
+        {"seccomp_export_bpf", (void **)&lib->export_bpf},
+        {"seccomp_release", (void **)&lib->release},
+        {"seccomp_arch_native", (void **)&lib->arch_native},
+        {"seccomp_syscall_resolve_num_arch", (void **)&lib->resolve_num_arch},
+    };
+    char err[256];
+    if (!dynlib_load("libseccomp.so.2", syms, ARRAY_SIZE(syms), err, sizeof(err))) {
+        log_error("seccomp: %s (Debian package libseccomp2)", err);
+        return -ENOENT;
     }
-    return ctx;
+    return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* One kind's program: its length goes in front once the export has written it. */
+static int compile_kind(struct builder *b, enum seccomp_thread_kind kind, int fd)
+{
+    off_t at = lseek(fd, 0, SEEK_CUR);
+    uint32_t len = 0;
+    int ret = at < 0 ? -errno : write_all(fd, &len, sizeof(len));
+    if (ret < 0)
+        return ret;
+    b->ctx = b->lib->init(SCMP_ACT_TRAP);
+    if (!b->ctx)
+        return -ENOMEM;
+    ret = build_filter(b, kind) ?: b->lib->export_bpf(b->ctx, fd);
+    b->lib->release(b->ctx);
+    off_t end = lseek(fd, 0, SEEK_CUR);
+    if (ret == 0 && end < 0)
+        ret = -errno;
+    len = (uint32_t)(end - at - (off_t)sizeof(len));
+    if (ret == 0 && pwrite(fd, &len, sizeof(len), at) != (ssize_t)sizeof(len))
+        ret = -EIO;
+    return ret;
+}
+
+/* The child's whole work; its exit status is 0 or 1. */
+static int compile_filters(int fd, pid_t pid)
+{
+    struct scmp_lib lib;
+    int ret = load_libseccomp(&lib);
+    struct builder b = {.lib = &lib, .pid = pid};
+    for (unsigned k = 0; k < SECCOMP_THREAD_KINDS && ret == 0; k++)
+        if ((ret = compile_kind(&b, k, fd)) < 0)
+            log_error("seccomp: compiling the %s filter: %s", kinds[k].name, strerror(-ret));
+    uint32_t arch = ret == 0 ? lib.arch_native() : 0;
+    for (int nr = 0; nr < MAX_SYSCALL_NR && ret == 0; nr++) {
+        const char *name = lib.resolve_num_arch(arch, nr);
+        ret = write_all(fd, name ? name : "", name ? strlen(name) + 1 : 1);
+    }
+    return ret == 0 ? 0 : 1;
+}
+
+/* ---- the compiled filters, as kiln keeps them ---- */
+
+/*
+ * Process-wide by nature, like the filters they become; written once by seccomp_prepare,
+ * before any thread but the main one exists, and only read after that.
+ */
+static struct compiled_filters {
+    bool ready;
+    uint8_t *blob; /* the memfd's contents: programs and names point into it */
+    struct sock_fprog prog[SECCOMP_THREAD_KINDS];
+    const char *syscall_names[MAX_SYSCALL_NR];
+} compiled;
+
+/* Splits the child's output; it is kiln's own, but a short or odd file is still refused. */
+static int parse_compiled(uint8_t *blob, size_t len)
+{
+    size_t at = 0;
+    for (unsigned k = 0; k < SECCOMP_THREAD_KINDS; k++) {
+        uint32_t n;
+        if (len - at < sizeof(n))
+            return -EBADMSG;
+        memcpy(&n, blob + at, sizeof(n));
+        at += sizeof(n);
+        if (n == 0 || n % sizeof(struct sock_filter) || n > len - at ||
+            n / sizeof(struct sock_filter) > BPF_MAXINSNS)
+            return -EBADMSG;
+        compiled.prog[k].len = (unsigned short)(n / sizeof(struct sock_filter));
+        compiled.prog[k].filter = (struct sock_filter *)(blob + at);
+        at += n;
+    }
+    for (int nr = 0; nr < MAX_SYSCALL_NR; nr++) {
+        const uint8_t *nul = memchr(blob + at, 0, len - at);
+        if (!nul)
+            return -EBADMSG;
+        compiled.syscall_names[nr] = nul > blob + at ? (const char *)blob + at : NULL;
+        at = (size_t)(nul - blob) + 1;
+    }
+    return 0;
+}
+
+/* Waits for the compiling child and takes its output (the memfd, rewound). */
+static int collect_compiled(int fd, pid_t child)
+{
+    int status;
+    while (waitpid(child, &status, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -ECHILD; /* the child said why */
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (st.st_size <= 0 || (uint64_t)st.st_size > COMPILED_MAX_BYTES)
+        return -EBADMSG;
+    uint8_t *blob = malloc((size_t)st.st_size);
+    if (!blob)
+        return -ENOMEM;
+    int ret = pread(fd, blob, (size_t)st.st_size, 0) == st.st_size ? 0 : -EIO;
+    ret = ret ?: parse_compiled(blob, (size_t)st.st_size);
+    if (ret < 0) {
+        free(blob);
+        return ret;
+    }
+    compiled.blob = blob; /* kept for good: the filters and names point into it */
+    compiled.ready = true;
+    return 0;
+}
+
+static int compile_in_child(void)
+{
+    int fd = memfd_create("kiln-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    pid_t self = getpid();
+    pid_t child = fork();
+    if (child == 0)
+        _exit(compile_filters(fd, self));
+    int ret = child < 0 ? -errno : collect_compiled(fd, child);
+    close(fd);
+    return ret;
 }
 
 /* ---- the violation handler ---- */
@@ -370,8 +569,6 @@ static scmp_filter_ctx build_filter(enum seccomp_thread_kind kind)
  * context, and it may only use async-signal-safe calls (no malloc, no stdio), so the names
  * are resolved in advance. Process-wide by nature, written before any filter exists.
  */
-#define MAX_SYSCALL_NR 512
-static const char *syscall_names[MAX_SYSCALL_NR];
 static __thread int thread_kind = -1;
 /* The main thread has its filter: threads started before that confine themselves now. */
 static atomic_bool main_confined;
@@ -415,7 +612,7 @@ static void seccomp_violation(int sig, siginfo_t *info, void *uctx)
     char msg[224];
     size_t n = append(msg, 0, sizeof(msg), "kiln: seccomp: forbidden system call ");
     int nr = info->si_syscall;
-    const char *name = nr >= 0 && nr < MAX_SYSCALL_NR ? syscall_names[nr] : NULL;
+    const char *name = nr >= 0 && nr < MAX_SYSCALL_NR ? compiled.syscall_names[nr] : NULL;
     n = append(msg, n, sizeof(msg), name ? name : "?");
     n = append(msg, n, sizeof(msg), " (");
     n = append_uint(msg, n, sizeof(msg), (unsigned long)(unsigned)nr);
@@ -438,10 +635,11 @@ static void seccomp_violation(int sig, siginfo_t *info, void *uctx)
 
 int seccomp_prepare(void)
 {
-    uint32_t arch = seccomp_arch_native();
-    for (int nr = 0; nr < MAX_SYSCALL_NR; nr++)
-        if (!syscall_names[nr])
-            syscall_names[nr] = seccomp_syscall_resolve_num_arch(arch, nr); /* kept for good */
+    if (compiled.ready)
+        return 0;
+    int ret = compile_in_child();
+    if (ret < 0)
+        return ret;
     /* localtime_r (the RTC) reads /etc/localtime the first time; do it while we may. */
     tzset();
     struct sigaction sa = {.sa_sigaction = seccomp_violation, .sa_flags = SA_SIGINFO};
@@ -451,11 +649,8 @@ int seccomp_prepare(void)
 
 int seccomp_install(enum seccomp_thread_kind kind)
 {
-    if ((unsigned)kind >= SECCOMP_THREAD_KINDS)
+    if ((unsigned)kind >= SECCOMP_THREAD_KINDS || !compiled.ready)
         return -EINVAL;
-    scmp_filter_ctx ctx = build_filter(kind);
-    if (!ctx)
-        return -errno;
     /* A blocked SIGSYS would kill kiln without the report: the kernel then resets the
      * handler. Threads that block everything else (I/O workers) must leave this one. */
     sigset_t sys;
@@ -465,8 +660,11 @@ int seccomp_install(enum seccomp_thread_kind kind)
     /* Set first: the handler must know the kind from the very first trapped call. */
     int old_kind = thread_kind;
     thread_kind = kind;
-    int ret = seccomp_load(ctx);
-    seccomp_release(ctx);
+    int ret = 0;
+    /* Unprivileged processes may only filter themselves with no_new_privs set. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &compiled.prog[kind]) < 0)
+        ret = -errno;
     if (ret != 0)
         thread_kind = old_kind;
     else if (kind == SECCOMP_THREAD_VMM)

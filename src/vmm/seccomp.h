@@ -26,8 +26,10 @@ enum seccomp_thread_kind {
 };
 
 /*
- * Once, on the main thread, before any install: the SIGSYS handler and the syscall names it
- * prints, and what libc would otherwise load lazily under a filter (the time zone).
+ * Before any install, on the main thread while it is still the only one (it forks): compiles
+ * every kind's filter in a short-lived child, so that libseccomp is never loaded into kiln
+ * itself; sets up the SIGSYS handler and the syscall names it prints, and what libc would
+ * otherwise load lazily under a filter (the time zone). Later calls return at once.
  */
 int seccomp_prepare(void);
 
