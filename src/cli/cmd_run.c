@@ -146,6 +146,12 @@ static int add_devices(struct vm *vm, const struct jail *jail)
     ret = vm_add_devices(vm);
     if (ret < 0)
         return ret == -ENOMEM ? KILN_EXIT_RESOURCES : KILN_EXIT_DEVICE;
+    /* The filter compiler must have loaded libseccomp before pivot_root takes its root away
+     * too (it shares the mount namespace). */
+    if (jail && vm->config->seccomp && (ret = seccomp_prepare()) < 0) {
+        log_error("compiling the seccomp filters: %s", strerror(-ret));
+        return KILN_EXIT_VM_FAILED;
+    }
     if (jail && jail_enter(jail) < 0)
         return KILN_EXIT_JAIL;
     return KILN_EXIT_OK;
@@ -155,10 +161,11 @@ static int add_devices(struct vm *vm, const struct jail *jail)
 static int run_build(struct vm_config *cfg, struct boot_images *img, const struct jail *jail,
                      struct vm **out)
 {
-    /* The filters are compiled now, while libseccomp can still be loaded (not in a jail). */
-    int ret = cfg->seccomp ? seccomp_prepare() : 0;
+    /* The filters compile beside the set-up below, while libseccomp can still be loaded
+     * (not in a jail yet); vm_run collects them. */
+    int ret = cfg->seccomp ? seccomp_compile_start() : 0;
     if (ret < 0) {
-        log_error("preparing the seccomp filters: %s", strerror(-ret));
+        log_error("compiling the seccomp filters: %s", strerror(-ret));
         return KILN_EXIT_VM_FAILED;
     }
     struct kvm kvm;

@@ -487,6 +487,8 @@ static int compile_filters(int fd, pid_t pid)
  * before any thread but the main one exists, and only read after that.
  */
 static struct compiled_filters {
+    pid_t compiler;  /* the child compiling them, until it is collected; 0: none */
+    int compiler_fd; /* its memfd */
     bool ready;
     uint8_t *blob; /* the memfd's contents: programs and names point into it */
     struct sock_fprog prog[SECCOMP_THREAD_KINDS];
@@ -548,8 +550,10 @@ static int collect_compiled(int fd, pid_t child)
     return 0;
 }
 
-static int compile_in_child(void)
+int seccomp_compile_start(void)
 {
+    if (compiled.ready || compiled.compiler > 0)
+        return 0;
     int fd = memfd_create("kiln-seccomp", MFD_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -557,9 +561,14 @@ static int compile_in_child(void)
     pid_t child = fork();
     if (child == 0)
         _exit(compile_filters(fd, self));
-    int ret = child < 0 ? -errno : collect_compiled(fd, child);
-    close(fd);
-    return ret;
+    if (child < 0) {
+        int ret = -errno;
+        close(fd);
+        return ret;
+    }
+    compiled.compiler = child;
+    compiled.compiler_fd = fd;
+    return 0;
 }
 
 /* ---- the violation handler ---- */
@@ -637,7 +646,13 @@ int seccomp_prepare(void)
 {
     if (compiled.ready)
         return 0;
-    int ret = compile_in_child();
+    int ret = seccomp_compile_start();
+    if (ret < 0)
+        return ret;
+    ret = collect_compiled(compiled.compiler_fd, compiled.compiler);
+    close(compiled.compiler_fd);
+    compiled.compiler = 0;
+    compiled.compiler_fd = -1;
     if (ret < 0)
         return ret;
     /* localtime_r (the RTC) reads /etc/localtime the first time; do it while we may. */

@@ -26,10 +26,18 @@ enum seccomp_thread_kind {
 };
 
 /*
- * Before any install, on the main thread while it is still the only one (it forks): compiles
- * every kind's filter in a short-lived child, so that libseccomp is never loaded into kiln
- * itself; sets up the SIGSYS handler and the syscall names it prints, and what libc would
- * otherwise load lazily under a filter (the time zone). Later calls return at once.
+ * Starts compiling every kind's filter in a short-lived child, so that libseccomp is never
+ * loaded into kiln itself. Call it on the main thread while that is the only thread (it
+ * forks) and before entering a jail (the child loads the library); kiln goes on with its
+ * set-up meanwhile. Returns 0 or a negative errno; a second call does nothing.
+ */
+int seccomp_compile_start(void);
+
+/*
+ * Before any install: waits for the compiled filters (starting the compiler first if
+ * seccomp_compile_start was not called, with the same rules), sets up the SIGSYS handler
+ * and the syscall names it prints, and what libc would otherwise load lazily under a filter
+ * (the time zone). Later calls return at once.
  */
 int seccomp_prepare(void);
 

@@ -378,6 +378,10 @@ def t_seccomp(a, c, tmp):
     c.check(filters.get("kiln") == [1] and filters.get("kiln-api") == [1] and
             filters.get("kiln-vcpu") == [2, 2],
             f"running: main 1 filter, API thread 1 (its own), vCPUs 2 ({filters})")
+    with open(f"/proc/{k.proc.pid}/maps") as f:
+        seccomp_libs = sorted({l.split()[-1] for l in f if "libseccomp" in l})
+    c.check(not seccomp_libs, f"the filters were compiled elsewhere: kiln maps no libseccomp "
+            f"({seccomp_libs})")
     for state in ("Paused", "Resumed", "Paused"):
         st, _, text = k.request("PATCH", "/vm", {"state": state})
         c.check(st == 204, f"PATCH /vm {state} -> 204 (got {st} {text})")
