@@ -84,7 +84,7 @@ struct vm_config {
     const char *console_sock; /* serve the console on this Unix socket, not the terminal */
     const char *kvm_path;
     bool rng; /* virtio-rng device */
-    struct disk_config disks[VM_MAX_DISKS];
+    struct disk_config disks[VM_MAX_DISKS]; /* only the first ndisks are defined */
     unsigned ndisks;
     struct net_config nets[VM_MAX_NETS];
     unsigned nnets;
