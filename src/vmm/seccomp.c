@@ -483,8 +483,9 @@ static int compile_filters(int fd, pid_t pid)
 /* ---- the compiled filters, as kiln keeps them ---- */
 
 /*
- * Process-wide by nature, like the filters they become; written once by seccomp_prepare,
- * before any thread but the main one exists, and only read after that.
+ * Process-wide by nature, like the filters they become; written on the main thread by
+ * seccomp_compile_start and seccomp_prepare before any other thread exists, and only read
+ * after that.
  */
 static struct compiled_filters {
     pid_t compiler;  /* the child compiling them, until it is collected; 0: none */
