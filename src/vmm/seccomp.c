@@ -426,27 +426,12 @@ static int load_libseccomp(struct scmp_lib *lib)
     return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* One kind's program: its length goes in front once the export has written it. */
 static int compile_kind(struct builder *b, enum seccomp_thread_kind kind, int fd)
 {
     off_t at = lseek(fd, 0, SEEK_CUR);
     uint32_t len = 0;
-    int ret = at < 0 ? -errno : write_all(fd, &len, sizeof(len));
+    int ret = at < 0 ? -errno : write_full(fd, &len, sizeof(len));
     if (ret < 0)
         return ret;
     b->ctx = b->lib->init(SCMP_ACT_TRAP);
@@ -475,7 +460,7 @@ static int compile_filters(int fd, pid_t pid)
     uint32_t arch = ret == 0 ? lib.arch_native() : 0;
     for (int nr = 0; nr < MAX_SYSCALL_NR && ret == 0; nr++) {
         const char *name = lib.resolve_num_arch(arch, nr);
-        ret = write_all(fd, name ? name : "", name ? strlen(name) + 1 : 1);
+        ret = write_full(fd, name ? name : "", name ? strlen(name) + 1 : 1);
     }
     return ret == 0 ? 0 : 1;
 }
