@@ -6,8 +6,9 @@ all checks:
   A: bzImage + initramfs, 1 vCPU, 128M, --no-reboot, --console-log:
      readiness line, typed input reaches the shell (echo $((6*7)) -> 42),
      nproc, /proc/cpuinfo flags (hypervisor, x2apic, tsc_deadline_timer; no
-     svm/vmx under kiln), MemTotal, guest clock, poweroff ends the VMM with status 0,
-     the console log has the guest's output, the terminal is restored.
+     svm/vmx under kiln) and model name (the host's), MemTotal, guest clock,
+     poweroff ends the VMM with status 0, the console log has the guest's output,
+     the terminal is restored.
   B: PVH vmlinux + initramfs, 2 vCPUs, 4G: nproc, MemTotal, reboot brings
      the guest back (readiness line twice), Ctrl-A x quits, the terminal is
      restored.
@@ -56,6 +57,18 @@ def check_cpu_flags(host, r, label, vmm):
         r.check(f"{label}: /proc/cpuinfo has no svm or vmx (kiln offers no nesting)",
                 status == 0 and not flags & {"svm", "vmx"},
                 f"has: {' '.join(sorted(flags & {'svm', 'vmx'}))}")
+
+
+def check_cpu_model(host, r, label, outer_model):
+    """The guest names its CPU as the stock-KVM host does (the brand string KVM leaves empty
+    and the VMM fills in), not by family and model alone."""
+    try:
+        status, out = guest_run(host, "grep -m1 '^model name' /proc/cpuinfo")
+    except HostError as e:
+        return r.fail(f"{label}: /proc/cpuinfo model name", str(e))
+    got = out.strip().split(":", 1)[-1].strip()
+    r.check(f"{label}: /proc/cpuinfo model name is the host's ({outer_model})",
+            status == 0 and got == outer_model, f"got {got!r}")
 
 
 def check_hwrng(host, r, label):
@@ -112,6 +125,7 @@ def scenario_a(host, vmm, guest, r):
     label = "A bzImage 1cpu 128M"
     log = os.path.join(host.scratch, "console-a.log")
     outer_epoch = int(host.check("date +%s").strip())
+    outer_model = host.check("grep -m1 '^model name' /proc/cpuinfo").split(":", 1)[-1].strip()
     driver_then = time.time()
     cmd = vmm.command(kernel=f"{guest}/vmlinuz", initrd=f"{guest}/initramfs.cpio.gz",
                       cmdline=GUEST_APPEND, mem="128M", cpus=1, no_reboot=True,
@@ -129,6 +143,7 @@ def scenario_a(host, vmm, guest, r):
         r.fail(f"{label}: typed input reaches the guest shell (6*7 = 42)", str(e))
     check_nproc(host, r, label, 1)
     check_cpu_flags(host, r, label, vmm)
+    check_cpu_model(host, r, label, outer_model)
     check_memtotal(host, r, label, 128)
     check_clock(host, r, label, outer_epoch, driver_then)
     t = time.monotonic()

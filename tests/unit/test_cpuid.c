@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <cpuid.h>
 #include <linux/kvm.h>
 #include <stdlib.h>
 
@@ -50,11 +51,39 @@ static void test_leaf1_hypervisor_set_vmx_cleared(void **state)
     free(c);
 }
 
+/* KVM reports the brand string leaves empty: kiln passes the host's; a VMM-set value stays. */
+static void test_brand_string_from_host(void **state)
+{
+    (void)state;
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 4 * sizeof(c->entries[0]));
+    assert_non_null(c);
+    c->nent = 4;
+    for (unsigned i = 0; i < 3; i++)
+        c->entries[i].function = 0x80000002 + i;
+    c->entries[3] = (struct kvm_cpuid_entry2){.function = 0x80000004, .eax = 0x6e696b};
+    c->entries[2].function = 0x80000001; /* not a brand leaf: left alone */
+    cpuid_patch(c, 0, 1, false);
+    unsigned a, b, cx, d;
+    assert_true(__get_cpuid(0x80000002, &a, &b, &cx, &d));
+    assert_int_equal(c->entries[0].eax, a);
+    assert_int_equal(c->entries[0].ebx, b);
+    assert_int_equal(c->entries[0].ecx, cx);
+    assert_int_equal(c->entries[0].edx, d);
+    assert_true(__get_cpuid(0x80000003, &a, &b, &cx, &d));
+    assert_int_equal(c->entries[1].eax, a);
+    assert_int_equal(c->entries[1].edx, d);
+    assert_int_equal(c->entries[2].eax | c->entries[2].ebx | c->entries[2].edx, 0);
+    assert_int_equal(c->entries[3].eax, 0x6e696b);
+    assert_int_equal(c->entries[3].ebx, 0);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tsc_deadline_follows_kvm_capability),
         cmocka_unit_test(test_leaf1_hypervisor_set_vmx_cleared),
+        cmocka_unit_test(test_brand_string_from_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

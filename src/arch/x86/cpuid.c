@@ -1,5 +1,6 @@
 #include "arch/x86/cpuid.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <linux/kvm.h>
 #include <stdlib.h>
@@ -49,6 +50,24 @@ static void cpuid_patch_topology_leaf(struct kvm_cpuid_entry2 *e, unsigned index
     }
 }
 
+/*
+ * The processor brand string (leaves 0x80000002-4): KVM reports these leaves empty, and
+ * Linux then names the CPU by family and model only ("17/01"). Like QEMU's -cpu host, the
+ * guest gets the host's.
+ */
+static void fill_brand_string(struct kvm_cpuid_entry2 *e)
+{
+    if (e->eax | e->ebx | e->ecx | e->edx)
+        return;
+    unsigned a, b, c, d;
+    if (__get_cpuid(e->function, &a, &b, &c, &d)) {
+        e->eax = a;
+        e->ebx = b;
+        e->ecx = c;
+        e->edx = d;
+    }
+}
+
 void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus, bool tsc_deadline)
 {
     for (unsigned i = 0; i < cpuid->nent; i++) {
@@ -75,6 +94,11 @@ void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus, bool 
             break;
         case 0x80000001:
             e->ecx &= ~CPUID_80000001_ECX_SVM;
+            break;
+        case 0x80000002:
+        case 0x80000003:
+        case 0x80000004:
+            fill_brand_string(e);
             break;
         case 0x8000000a:
             /* SVM feature leaf: nothing to report without SVM. */
