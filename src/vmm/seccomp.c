@@ -475,8 +475,8 @@ static int compile_filters(int fd, pid_t pid)
 static struct compiled_filters {
     pid_t compiler;  /* the child compiling them, until it is collected; 0: none */
     int compiler_fd; /* its memfd */
-    bool ready;
-    uint8_t *blob; /* the memfd's contents: programs and names point into it */
+    uint8_t *blob;   /* the memfd's contents, programs and names pointing into it; NULL until
+                        they are collected */
     struct sock_fprog prog[SECCOMP_THREAD_KINDS];
     const char *syscall_names[MAX_SYSCALL_NR];
 } compiled;
@@ -532,13 +532,12 @@ static int collect_compiled(int fd, pid_t child)
         return ret;
     }
     compiled.blob = blob; /* kept for good: the filters and names point into it */
-    compiled.ready = true;
     return 0;
 }
 
 int seccomp_compile_start(void)
 {
-    if (compiled.ready || compiled.compiler > 0)
+    if (compiled.blob || compiled.compiler > 0)
         return 0;
     int fd = memfd_create("kiln-seccomp", MFD_CLOEXEC);
     if (fd < 0)
@@ -630,7 +629,7 @@ static void seccomp_violation(int sig, siginfo_t *info, void *uctx)
 
 int seccomp_prepare(void)
 {
-    if (compiled.ready)
+    if (compiled.blob)
         return 0;
     int ret = seccomp_compile_start();
     if (ret < 0)
@@ -650,7 +649,7 @@ int seccomp_prepare(void)
 
 int seccomp_install(enum seccomp_thread_kind kind)
 {
-    if ((unsigned)kind >= SECCOMP_THREAD_KINDS || !compiled.ready)
+    if ((unsigned)kind >= SECCOMP_THREAD_KINDS || !compiled.blob)
         return -EINVAL;
     /* A blocked SIGSYS would kill kiln without the report: the kernel then resets the
      * handler. Threads that block everything else (I/O workers) must leave this one. */

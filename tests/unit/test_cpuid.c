@@ -58,10 +58,10 @@ static void test_brand_string_from_host(void **state)
     struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 4 * sizeof(c->entries[0]));
     assert_non_null(c);
     c->nent = 4;
-    for (unsigned i = 0; i < 3; i++)
-        c->entries[i].function = 0x80000002 + i;
-    c->entries[3] = (struct kvm_cpuid_entry2){.function = 0x80000004, .eax = 0x6e696b};
+    c->entries[0].function = 0x80000002;
+    c->entries[1].function = 0x80000003;
     c->entries[2].function = 0x80000001; /* not a brand leaf: left alone */
+    c->entries[3] = (struct kvm_cpuid_entry2){.function = 0x80000004, .eax = 0x6e696b};
     cpuid_patch(c, 0, 1, false);
     unsigned a, b, cx, d;
     assert_true(__get_cpuid(0x80000002, &a, &b, &cx, &d));
