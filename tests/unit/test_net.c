@@ -15,6 +15,7 @@
 #include "net/backend.h"
 #include "net/offload.h"
 #include "virtio/net.h"
+#include "vmm/event_loop.h"
 
 #define RAM_SIZE (1 << 20)
 #define QSIZE 16
@@ -336,6 +337,59 @@ static void tx_frame_reaches_backend(void **state)
     assert_true(fx->net.vdev.state.isr & 1); /* INTx path: the queue interrupt was raised */
 }
 
+/* With a timer, sent frames leave at once but their buffers go back together, later. */
+static void tx_buffers_go_back_on_the_timer(void **state)
+{
+    struct fixture *fx = *state;
+    struct event_loop loop;
+    assert_int_equal(event_loop_init(&loop), 0);
+    assert_int_equal(virtio_net_hold_tx(&fx->net, &loop), 0);
+    start_device(fx, 0);
+    uint8_t hdr[NET_HDR_LEN] = {0}, frame[100] = {1};
+    post_tx(fx, hdr, frame, sizeof(frame), 1);
+    notify(fx, VIRTIO_NET_TXQ);
+    post_tx(fx, hdr, frame, sizeof(frame), 2);
+    notify(fx, VIRTIO_NET_TXQ);
+    assert_int_equal(fx->fake.nsent, 2);
+    assert_int_equal(used_idx(fx, VIRTIO_NET_TXQ), 0);
+    assert_false(fx->net.vdev.state.isr & 1);
+
+    assert_int_equal(event_loop_run_once(&loop, 1000), 1); /* the timer */
+    assert_int_equal(used_idx(fx, VIRTIO_NET_TXQ), 2);
+    uint32_t id, len;
+    used_elem(fx, VIRTIO_NET_TXQ, 0, &id, &len);
+    assert_int_equal(id, 0);
+    used_elem(fx, VIRTIO_NET_TXQ, 1, &id, &len);
+    assert_int_equal(id, 2);
+    assert_true(fx->net.vdev.state.isr & 1); /* one interrupt for the batch */
+    virtio_net_fini(&fx->net);
+    event_loop_destroy(&loop);
+}
+
+/* A snapshot saves the rings: held buffers go back first. A reset forgets them. */
+static void tx_held_buffers_before_snapshot_and_reset(void **state)
+{
+    struct fixture *fx = *state;
+    struct event_loop loop;
+    assert_int_equal(event_loop_init(&loop), 0);
+    assert_int_equal(virtio_net_hold_tx(&fx->net, &loop), 0);
+    start_device(fx, 0);
+    uint8_t hdr[NET_HDR_LEN] = {0}, frame[60] = {2};
+    post_tx(fx, hdr, frame, sizeof(frame), 1);
+    notify(fx, VIRTIO_NET_TXQ);
+    assert_int_equal(used_idx(fx, VIRTIO_NET_TXQ), 0);
+    assert_true(fx->net.vdev.ops->idle(&fx->net.vdev));
+    assert_int_equal(used_idx(fx, VIRTIO_NET_TXQ), 1);
+
+    post_tx(fx, hdr, frame, sizeof(frame), 1);
+    notify(fx, VIRTIO_NET_TXQ);
+    fx->net.vdev.ops->reset(&fx->net.vdev);
+    assert_int_equal(event_loop_run_once(&loop, 1000), 1); /* the timer still fires */
+    assert_int_equal(used_idx(fx, VIRTIO_NET_TXQ), 1);     /* and gives nothing back */
+    virtio_net_fini(&fx->net);
+    event_loop_destroy(&loop);
+}
+
 static void tx_refuses_what_was_not_negotiated(void **state)
 {
     struct fixture *fx = *state;
@@ -619,6 +673,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(config_has_mac_and_link_up, setup, teardown),
         cmocka_unit_test_setup_teardown(activate_passes_offloads, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_frame_reaches_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(tx_buffers_go_back_on_the_timer, setup, teardown),
+        cmocka_unit_test_setup_teardown(tx_held_buffers_before_snapshot_and_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_refuses_what_was_not_negotiated, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_waits_for_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_malformed_chain_needs_reset, setup, teardown),
