@@ -337,14 +337,26 @@ static void tx_frame_reaches_backend(void **state)
     assert_true(fx->net.vdev.state.isr & 1); /* INTx path: the queue interrupt was raised */
 }
 
+/* The device as kiln runs it: transmit buffers go back on a timer of `loop`. */
+static void start_device_holding_tx(struct fixture *fx, struct event_loop *loop)
+{
+    assert_int_equal(event_loop_init(loop), 0);
+    assert_int_equal(virtio_net_hold_tx(&fx->net, loop), 0);
+    start_device(fx, 0);
+}
+
+static void stop_device_holding_tx(struct fixture *fx, struct event_loop *loop)
+{
+    virtio_net_fini(&fx->net); /* takes the timer off the loop */
+    event_loop_destroy(loop);
+}
+
 /* With a timer, sent frames leave at once but their buffers go back together, later. */
 static void tx_buffers_go_back_on_the_timer(void **state)
 {
     struct fixture *fx = *state;
     struct event_loop loop;
-    assert_int_equal(event_loop_init(&loop), 0);
-    assert_int_equal(virtio_net_hold_tx(&fx->net, &loop), 0);
-    start_device(fx, 0);
+    start_device_holding_tx(fx, &loop);
     uint8_t hdr[NET_HDR_LEN] = {0}, frame[100] = {1};
     post_tx(fx, hdr, frame, sizeof(frame), 1);
     notify(fx, VIRTIO_NET_TXQ);
@@ -362,8 +374,7 @@ static void tx_buffers_go_back_on_the_timer(void **state)
     used_elem(fx, VIRTIO_NET_TXQ, 1, &id, &len);
     assert_int_equal(id, 2);
     assert_true(fx->net.vdev.state.isr & 1); /* one interrupt for the batch */
-    virtio_net_fini(&fx->net);
-    event_loop_destroy(&loop);
+    stop_device_holding_tx(fx, &loop);
 }
 
 /* A snapshot saves the rings: held buffers go back first. A reset forgets them. */
@@ -371,9 +382,7 @@ static void tx_held_buffers_before_snapshot_and_reset(void **state)
 {
     struct fixture *fx = *state;
     struct event_loop loop;
-    assert_int_equal(event_loop_init(&loop), 0);
-    assert_int_equal(virtio_net_hold_tx(&fx->net, &loop), 0);
-    start_device(fx, 0);
+    start_device_holding_tx(fx, &loop);
     uint8_t hdr[NET_HDR_LEN] = {0}, frame[60] = {2};
     post_tx(fx, hdr, frame, sizeof(frame), 1);
     notify(fx, VIRTIO_NET_TXQ);
@@ -386,8 +395,7 @@ static void tx_held_buffers_before_snapshot_and_reset(void **state)
     fx->net.vdev.ops->reset(&fx->net.vdev);
     assert_int_equal(event_loop_run_once(&loop, 1000), 1); /* the timer still fires */
     assert_int_equal(used_idx(fx, VIRTIO_NET_TXQ), 1);     /* and gives nothing back */
-    virtio_net_fini(&fx->net);
-    event_loop_destroy(&loop);
+    stop_device_holding_tx(fx, &loop);
 }
 
 static void tx_refuses_what_was_not_negotiated(void **state)
