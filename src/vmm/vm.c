@@ -35,8 +35,12 @@
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
 {
     int expected = VM_STOP_NONE;
-    if (!atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason))
-        return;
+    while (!atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason)) {
+        /* The first reason wins, but a pending reset gives way to one that ends the VM: a
+         * Ctrl-A x or SIGTERM that lands while the guest reboots must not be lost. */
+        if (expected != VM_STOP_RESET || reason == VM_STOP_RESET)
+            return;
+    }
     for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
     /* Parked vCPUs and a waiting vm_pause() must see the stop too. */
@@ -741,7 +745,8 @@ static void vm_reset(struct vm *vm)
     vm_init_devices(vm);
     pthread_mutex_unlock(&vm->run_lock);
     vm->rtc.state = rtc;
-    atomic_store(&vm->stop_reason, VM_STOP_NONE);
+    int expected = VM_STOP_RESET; /* a stop that came meanwhile stays */
+    atomic_compare_exchange_strong(&vm->stop_reason, &expected, VM_STOP_NONE);
 }
 
 /*
@@ -828,6 +833,9 @@ int vm_run(struct vm *vm, enum vm_stop_reason *reason)
         log_debug("guest reset: rebooting");
         vm->snapshot_base.valid = false; /* RAM starts over: no diff against it */
         vm_reset(vm);
+        *reason = atomic_load(&vm->stop_reason);
+        if (*reason != VM_STOP_NONE)
+            break; /* quit while rebooting */
     }
     console_restore(&vm->console);
     return 0;

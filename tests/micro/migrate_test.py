@@ -236,23 +236,17 @@ class SlowRelay:
                     time.sleep(len(data) / self.rate)
         except OSError:
             pass
-        # Like a dead process: both connections go away (a socket merely shut down would
-        # go on taking data into its buffer, and the sender would wait for its timeout).
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        self.close()
 
     def close(self):
-        """The connection drops, as it does when the receiving process dies (without waiting
-        for the relay's threads to notice it on their own): a reset, whatever the threads are
-        doing (CI once saw the sender wait out its 30 s timeouts after a plain shutdown)."""
+        """The connection drops, as it does when the receiving process dies: a reset on both
+        sides, whichever thread gets here first. A socket merely shut down or closed with a
+        FIN leaves the sender facing a zero window, which it probes until its 30 s send
+        timeouts run out (CI, and a local run, saw exactly that)."""
         for s in self.conns:
             try:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                s.shutdown(socket.SHUT_RDWR)
+                s.shutdown(socket.SHUT_RDWR)  # wakes the other thread's recv, so close() frees it
             except OSError:
                 pass
             s.close()
