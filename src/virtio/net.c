@@ -268,24 +268,19 @@ static void net_tx_release(struct virtio_net *n)
     virtio_queue_interrupt(&n->vdev, VIRTIO_NET_TXQ);
 }
 
-/* A frame went to the backend: its buffer goes back now (true), or with the others held. */
-static bool net_tx_done(struct virtio_net *n, const struct virtq_elem *e)
+/* A frame went to the backend: its buffer waits in tx_done with the others. */
+static void net_tx_done(struct virtio_net *n, const struct virtq_elem *e)
 {
-    if (n->tx_timer_fd < 0) {
-        virtq_push(&n->vdev.queues[VIRTIO_NET_TXQ], e->head, 0);
-        return true;
-    }
     n->tx_done[n->tx_ndone++] = (struct virtq_used){.head = e->head, .len = 0};
     n->tx_held_bytes += e->out_len;
     /* A driver has at most a queue's worth in flight; the check keeps tx_done in bounds. */
     if (n->tx_held_bytes >= NET_TX_HOLD_BYTES || n->tx_ndone == VIRTQ_MAX_SIZE) {
         net_tx_release(n);
-    } else if (n->tx_ndone == 1) {
+    } else if (n->tx_ndone == 1 && n->tx_timer_fd >= 0) {
         struct itimerspec due = {.it_value = {.tv_nsec = NET_TX_HOLD_NS}};
         if (timerfd_settime(n->tx_timer_fd, 0, &due, NULL) < 0)
             net_tx_release(n);
     }
-    return false;
 }
 
 static void net_on_tx_timer(void *opaque, uint32_t events)
@@ -310,7 +305,7 @@ static void net_tx_run(struct virtio_net *n)
     if (!net_queue_usable(n, VIRTIO_NET_TXQ))
         return;
     unsigned budget = NET_TX_BUDGET;
-    bool pushed = false, more = true;
+    bool more = true;
     while (more) {
         virtq_disable_notify(vq);
         int ret = 0;
@@ -321,7 +316,7 @@ static void net_tx_run(struct virtio_net *n)
                 break;
             }
             n->tx_pending = false;
-            pushed |= net_tx_done(n, &n->tx_elem);
+            net_tx_done(n, &n->tx_elem);
             budget--;
         }
         if (!more)
@@ -336,10 +331,10 @@ static void net_tx_run(struct virtio_net *n)
         }
         more = virtq_enable_notify(vq);
     }
-    /* Buffers given back at once: the driver gets them before the host's network stack
-     * runs, so its next frames overlap with that work. */
-    if (pushed)
-        virtio_queue_interrupt(&n->vdev, VIRTIO_NET_TXQ);
+    /* Without a timer the buffers go back now, before the host's network stack runs, so
+     * the driver's next frames overlap with that work. */
+    if (n->tx_timer_fd < 0)
+        net_tx_release(n);
     if (n->be->ops->tx_flush)
         n->be->ops->tx_flush(n->be);
     /* A user-mode stack may have answered at once (ARP, DHCP, ACKs): deliver it now. */
