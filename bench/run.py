@@ -363,27 +363,51 @@ def bench_blk(build, reps, res, log_dir):
         res.note("blk", "bench/blk.py produced no figures: see its log")
 
 
+NET_SCENARIOS = [(vmm, net) for vmm in ("kiln", "qemu") for net in ("tap", "user")]
+NET_INVOCATIONS = 3  # test_net runs at most this often to get every scenario's figures
+
+
+def net_figures(out):
+    """{(vmm, net): [(metric, [values])]} from test_net output, one entry per scenario: the
+    last attempt that printed it wins. test_net keeps a scenario's figures only when every
+    check in it passed, so those of an attempt that later lost its host are sound; they
+    come from another boot of the stock-KVM host than the figures of the scenarios after."""
+    pat = re.compile(r"^PERF: (kiln|qemu) (tap|user) (\S+): \S+ \(runs: ([^)]*)\)", re.M)
+    found = {}
+    for attempt in re.split(r"^RETRY:.*$", out, flags=re.M):
+        this = {}
+        for m in pat.finditer(attempt):
+            vals = [float(v) for v in m.group(4).split() if v != "n/a"]
+            this.setdefault((m.group(1), m.group(2)), []).append((m.group(3), vals))
+        found.update(this)
+    return found
+
+
 def bench_net(build, reps, res, log_dir):
     env = dict(os.environ, KILN_NET_PERF="1", KILN_NET_BENCH_REPS=str(reps))
-    out = run_script([sys.executable, os.path.join(ROOT, "tests", "linux", "test_net.py"),
-                      "--kiln", os.path.join(build, "src", "kiln"), "--log-dir", log_dir],
-                     os.path.join(log_dir, "net.log"), env=env)
-    retries = list(re.finditer(r"^RETRY:", out, re.M))
-    if retries:  # linuxtest.run() ran it again: the figures before that are void
-        out = out[retries[-1].start():]
-    pat = re.compile(r"^PERF: (kiln|qemu) (tap|user) (\S+): \S+ \(runs: ([^)]*)\)", re.M)
-    for m in pat.finditer(out):
-        name = "kiln" if m.group(1) == "kiln" else "QEMU q35"
-        for v in m.group(4).split():
-            if v == "n/a":
-                continue
-            if m.group(3) == "rr":  # median round trip of netbench rr, µs
-                res.add("net", f"TCP request latency, {m.group(2)}", "µs", name, float(v),
-                        higher=False)
-            else:
-                res.add("net", f"TCP {m.group(2)} {m.group(3)}", "MB/s", name, float(v),
-                        higher=True)
-    if not pat.search(out):
+    found = {}
+    for n in range(1, NET_INVOCATIONS + 1):
+        out = run_script([sys.executable, os.path.join(ROOT, "tests", "linux", "test_net.py"),
+                          "--kiln", os.path.join(build, "src", "kiln"), "--log-dir", log_dir],
+                         os.path.join(log_dir, f"net-{n}.log"), env=env)
+        found.update(net_figures(out))
+        missing = [f"{v} {t}" for v, t in NET_SCENARIOS if (v, t) not in found]
+        if not missing:
+            break
+        print(f"  net: no figures yet for {', '.join(missing)}", flush=True)
+    if n > 1:
+        res.note("net", f"tests/linux/test_net.py ran {n} times (the stock-KVM host or its "
+                 "guest failed under it); each scenario's figures are from the last run in "
+                 "which it passed every check")
+    for (vmm, net), metrics in sorted(found.items()):
+        name = "kiln" if vmm == "kiln" else "QEMU q35"
+        for metric, vals in metrics:
+            for v in vals:
+                if metric == "rr":  # median round trip of netbench rr, µs
+                    res.add("net", f"TCP request latency, {net}", "µs", name, v, higher=False)
+                else:
+                    res.add("net", f"TCP {net} {metric}", "MB/s", name, v, higher=True)
+    if not found:
         res.note("net", "tests/linux/test_net.py produced no PERF figures: see its log")
 
 

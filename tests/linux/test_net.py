@@ -608,12 +608,24 @@ def scenario_user(host, r, label, cmd, agent, full, perf, mtu=None):
     return True
 
 
-def run_scenario(host, r, fn, *args):
+def run_scenario(host, r, fn, label, *args):
+    """Runs one VMM's scenario; its figures in `perf` (the last argument) count only if
+    every check in it passed, so a guest or host that died midway leaves none behind."""
+    failed_before = r.failed
+    completed = False
     try:
-        if fn(host, r, *args):
-            return True
+        completed = fn(host, r, label, *args)
     except HostError as e:
-        r.fail(f"{args[0]}", str(e))
+        r.fail(label, str(e))
+    perf = args[-1]
+    if perf is not None and r.failed > failed_before:
+        dropped = [k for k in perf if k.startswith(label + " ")]
+        for key in dropped:
+            del perf[key]
+        if dropped:
+            print(f"PERF: {label}: figures dropped, the scenario failed", flush=True)
+    if completed:
+        return True
     if not host.abort_spawned():
         r.fail("outer shell recovered after a failed scenario")
         return False
