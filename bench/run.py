@@ -384,21 +384,25 @@ def net_figures(out):
 
 
 def bench_net(build, reps, res, log_dir):
-    env = dict(os.environ, KILN_NET_PERF="1", KILN_NET_BENCH_REPS=str(reps))
-    found = {}
+    found, attempts = {}, 0
     for n in range(1, NET_INVOCATIONS + 1):
+        # Only the scenarios without figures yet (the transmit-offload ones are not reported).
+        only = ",".join(f"{v} {t}" for v, t in NET_SCENARIOS if (v, t) not in found)
+        env = dict(os.environ, KILN_NET_PERF="1", KILN_NET_BENCH_REPS=str(reps),
+                   KILN_NET_ONLY=only)
         out = run_script([sys.executable, os.path.join(ROOT, "tests", "linux", "test_net.py"),
                           "--kiln", os.path.join(build, "src", "kiln"), "--log-dir", log_dir],
                          os.path.join(log_dir, f"net-{n}.log"), env=env)
         found.update(net_figures(out))
+        attempts += 1 + len(re.findall(r"^RETRY:", out, re.M))
         missing = [f"{v} {t}" for v, t in NET_SCENARIOS if (v, t) not in found]
         if not missing:
             break
-        print(f"  net: no figures yet for {', '.join(missing)}", flush=True)
-    if n > 1:
-        res.note("net", f"tests/linux/test_net.py ran {n} times (the stock-KVM host or its "
-                 "guest failed under it); each scenario's figures are from the last run in "
-                 "which it passed every check")
+        print(f"  net: no figures yet for {', '.join(missing)}: running those again", flush=True)
+    if attempts > 1:
+        res.note("net", f"tests/linux/test_net.py took {attempts} attempts (the stock-KVM host "
+                 "or its inner guest failed under it, issue 3): each VMM's tap and user figures "
+                 "are from the last attempt in which that scenario passed every check")
     for (vmm, net), metrics in sorted(found.items()):
         name = "kiln" if vmm == "kiln" else "QEMU q35"
         for metric, vals in metrics:

@@ -164,12 +164,12 @@ def run(main):
       (outerhost.DEATHS: nested KVM under TCG panics or stops now and then,
       which says nothing about the inner VMM);
     - up to GUEST_RESET_RETRIES times when the inner guest triple-faulted where
-      no reset was expected (outerhost.RESETS). Under heavy guest transmit over
-      tap in the stock-KVM host that happened in about a third of the runs
-      under kiln (the guest's CR3 pointed above its RAM; tests/linux/README.md
-      and issue 3) and in none of 26 under QEMU: a kiln bug or a kiln-triggered
-      one in the nested stack, not understood yet, so it stays visible (RETRY:
-      lines) without failing every CI run; a third one in a file fails it."""
+      no reset was expected (outerhost.RESETS). Under heavy guest network traffic
+      in the stock-KVM host this happens under QEMU as under kiln, more often the
+      more exits the inner VMM causes (tests/linux/README.md, "When the
+      environment fails"; tests/linux/stress_tx.py reproduces it): a defect of
+      the nested stack, kept visible (RETRY: lines) without failing every CI
+      run; a third one in a file fails it."""
     try:
         status = main()
     except HostDied:
