@@ -5,9 +5,10 @@ the stock-KVM host.
 Not part of the test suite: a tool to tell the nested environment's failures from the inner
 VMM's. Each run boots a fresh stock-KVM host, starts one inner VMM in a network namespace
 with a tap device there (or user networking: --net user), and sends MIB MiB from the guest to
-the host TRANSFERS times, checking the md5 of each (or, with --tool netbench, runs netbench's
-SECONDS-long stream from the guest to the host TRANSFERS times, as test_net's benchmark does). The stock-KVM host's KVM traces every inner-guest shutdown (a triple fault) with
-its RIP and the event being delivered; the tool prints them at the end of each run.
+the host TRANSFERS times, checking the md5 of each (with --tool netbench: a netbench stream
+of SECONDS, TRANSFERS times, as test_net's benchmark runs it). The stock-KVM host's KVM traces
+every inner-guest shutdown (a triple fault) with its RIP and the event being delivered; the
+tool prints them at the end of each run.
 
     tests/linux/stress_tx.py --vmm kiln --runs 3
     tests/linux/stress_tx.py --vmm qemu --qemu-net-opts event_idx=off --runs 3
